@@ -1,0 +1,13 @@
+# Writes OUT: a C array of {name, sql} for every file in FILES (sorted).
+set(decls "")
+set(table "")
+set(i 0)
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} sql HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," sql "${sql}")
+  string(APPEND decls "static const char m${i}[] = {${sql}0};\n")
+  string(APPEND table "    {\"${name}\", m${i}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+file(WRITE ${OUT} "/* generated from migrations/*.sql; do not edit */\n#include \"cp_migrations.h\"\n\n${decls}\nconst cp_migration_t cp_migrations[] = {\n${table}};\nconst int cp_migrations_count = ${i};\n")
