@@ -1,0 +1,46 @@
+/*
+ * http.h - small helpers over h2o 2.2.5 requests and responses.
+ *
+ * Thread: called on the worker thread that owns the request.
+ */
+#ifndef MOCK_HTTP_H
+#define MOCK_HTTP_H
+
+#include <stddef.h>
+
+#include <h2o.h>
+
+#define MOCK_CT_JSON "application/json"
+#define MOCK_CT_TEXT "text/plain; charset=utf-8"
+#define MOCK_CT_SSE "text/event-stream; charset=utf-8"
+
+/* Standard reason phrase of an HTTP status ("Unknown" when unlisted). */
+const char *mock_http_reason(int status);
+
+/* Whether the request method is exactly `method`. */
+int mock_http_method_is(const h2o_req_t *req, const char *method);
+
+/* The value of the first request header `token`, or {NULL, 0} when absent. */
+h2o_iovec_t mock_http_header(const h2o_req_t *req, const h2o_token_t *token);
+
+/*
+ * Adds a response header. name must be lower case and static (it is not
+ * copied); value is copied into the request pool.
+ */
+void mock_http_add_header(h2o_req_t *req, const char *name, const char *value, size_t len);
+
+/*
+ * Sends a complete response with Content-Length set. body is not copied: it
+ * must stay valid until the request is disposed (pool memory or static).
+ */
+void mock_http_send(h2o_req_t *req, int status, const char *content_type, const char *body, size_t len);
+
+/*
+ * Closes the request's connection without sending a response: the socket is
+ * shut down with a zero linger time (the peer sees a reset), then the
+ * request is failed so that h2o tears the connection down. On HTTP/2 this
+ * drops the whole connection.
+ */
+void mock_http_drop_connection(h2o_req_t *req);
+
+#endif
