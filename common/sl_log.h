@@ -7,6 +7,8 @@
 #ifndef SL_LOG_H
 #define SL_LOG_H
 
+#include <stddef.h>
+
 typedef enum { SL_LOG_DEBUG = 0, SL_LOG_INFO, SL_LOG_WARN, SL_LOG_ERROR } sl_log_level_t;
 
 /* Lines below level are dropped. Reads SLUICE_LOG_LEVEL (debug, info, warn,

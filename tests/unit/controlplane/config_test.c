@@ -1,0 +1,81 @@
+/* config_test.c - tests of controlplane/cp_config.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cp_config.h"
+
+static void clear_env(void)
+{
+    const char *v[] = {"SLUICE_DATABASE_URL", "SLUICE_GRPC_LISTEN", "SLUICE_HTTP_LISTEN", "SLUICE_ADMIN_TOKEN_FILE",
+                       "SLUICE_MASTER_KEY_FILE", "SLUICE_NODE_TOKEN_FILE", "SLUICE_PORT_FILE", "SLUICE_WORKERS"};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        unsetenv(v[i]);
+}
+
+static void test_migrate(void **state)
+{
+    clear_env();
+    cp_config_t c;
+    sl_err_t err = {0};
+    char *argv[] = {"cp", "migrate", "--database-url", "postgresql://x/y", NULL};
+    assert_int_equal(cp_config_parse(4, argv, &c, &err), 0);
+    assert_int_equal(c.command, CP_CMD_MIGRATE);
+    assert_string_equal(c.database_url, "postgresql://x/y");
+    char *argv2[] = {"cp", "migrate", NULL};
+    assert_int_equal(cp_config_parse(2, argv2, &c, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "missing --database-url (or SLUICE_DATABASE_URL)");
+    char *argv3[] = {"cp", "migrate", "--grpc-listen", "x", NULL};
+    assert_int_equal(cp_config_parse(4, argv3, &c, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "unknown flag \"--grpc-listen\" for \"migrate\"");
+}
+
+static void test_serve_flags_and_env(void **state)
+{
+    clear_env();
+    setenv("SLUICE_DATABASE_URL", "postgresql://env/db", 1);
+    setenv("SLUICE_GRPC_LISTEN", "127.0.0.1:0", 1);
+    setenv("SLUICE_ADMIN_TOKEN_FILE", "/a", 1);
+    setenv("SLUICE_MASTER_KEY_FILE", "/m", 1);
+    setenv("SLUICE_NODE_TOKEN_FILE", "/n", 1);
+    cp_config_t c;
+    sl_err_t err = {0};
+    char *argv[] = {"cp", "serve", "--http-listen=127.0.0.1:0", "--database-url", "postgresql://flag/db",
+                    "--workers", "3", NULL};
+    assert_int_equal(cp_config_parse(7, argv, &c, &err), 0);
+    assert_string_equal(c.database_url, "postgresql://flag/db"); /* flag wins */
+    assert_string_equal(c.grpc_listen, "127.0.0.1:0");
+    assert_string_equal(c.http_listen, "127.0.0.1:0");
+    assert_null(c.port_file);
+    assert_int_equal(c.workers, 3);
+    char *argv2[] = {"cp", "serve", "--workers", "0", "--http-listen", "x", NULL};
+    assert_int_equal(cp_config_parse(6, argv2, &c, &err), SL_EINVAL);
+    unsetenv("SLUICE_NODE_TOKEN_FILE");
+    char *argv3[] = {"cp", "serve", "--http-listen", "x", NULL};
+    assert_int_equal(cp_config_parse(4, argv3, &c, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "missing --node-token-file (or SLUICE_NODE_TOKEN_FILE)");
+    clear_env();
+}
+
+static void test_bad_command(void **state)
+{
+    cp_config_t c;
+    sl_err_t err = {0};
+    char *argv[] = {"cp", "launch", NULL};
+    assert_int_equal(cp_config_parse(2, argv, &c, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "unknown command \"launch\"");
+    char *argv2[] = {"cp", "migrate", "--database-url", NULL};
+    assert_int_equal(cp_config_parse(3, argv2, &c, &err), SL_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_migrate), cmocka_unit_test(test_serve_flags_and_env),
+                                       cmocka_unit_test(test_bad_command)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

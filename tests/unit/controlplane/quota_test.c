@@ -1,0 +1,65 @@
+/* quota_test.c - tests of controlplane/cp_quota.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cp_quota.h"
+
+static void test_mapping_round_trips(void **state)
+{
+    for (int m = 1; m <= 4; m++)
+        assert_int_equal(cp_quota_metric_parse(cp_quota_metric_str(m)), m);
+    for (int w = 1; w <= 6; w++)
+        assert_int_equal(cp_quota_window_parse(cp_quota_window_str(w)), w);
+    for (int p = 0; p <= 2; p++)
+        assert_int_equal(cp_quota_on_unavailable_parse(cp_quota_on_unavailable_str(p)), p);
+    assert_string_equal(cp_quota_metric_str(SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO), "cost_nano");
+    assert_string_equal(cp_quota_window_str(SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_MONTH), "month");
+    assert_null(cp_quota_metric_str(0));
+    assert_null(cp_quota_window_str(99));
+    assert_int_equal(cp_quota_metric_parse("bogus"), 0);
+}
+
+static void test_key_and_value(void **state)
+{
+    cp_quota_pb q = SLUICE__CONFIG__V1__QUOTA__INIT;
+    q.metric = SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO;
+    q.window = SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_DAY;
+    q.limit = INT64_C(1500000000);
+    char buf[100];
+    cp_quota_key(&q, buf, sizeof(buf));
+    assert_string_equal(buf, "cost_nano/day");
+    cp_quota_value(&q, buf, sizeof(buf));
+    assert_string_equal(buf, "1.5 USD");
+    q.provider = "openai";
+    q.on_unavailable = SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_CLOSED;
+    cp_quota_key(&q, buf, sizeof(buf));
+    assert_string_equal(buf, "openai:cost_nano/day");
+    cp_quota_value(&q, buf, sizeof(buf));
+    assert_string_equal(buf, "1.5 USD (closed when unavailable)");
+}
+
+static void test_validate(void **state)
+{
+    sl_err_t err = {0};
+    cp_quota_pb q = SLUICE__CONFIG__V1__QUOTA__INIT;
+    q.metric = 2;
+    q.window = 7;
+    assert_int_equal(cp_quota_validate(&q, "k", &err), SL_EINVAL);
+    assert_string_equal(err.msg, "k: quota window 7 is unknown");
+    q.window = 1;
+    q.limit = 0;
+    assert_int_equal(cp_quota_validate(&q, "k", &err), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_mapping_round_trips), cmocka_unit_test(test_key_and_value),
+                                       cmocka_unit_test(test_validate)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

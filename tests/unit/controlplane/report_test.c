@@ -1,0 +1,93 @@
+/* report_test.c - tests of the pure parts of controlplane/cp_report.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "cp_report.h"
+
+static cp_usage_pb entry(int64_t minute)
+{
+    cp_usage_pb e = SLUICE__SYNC__V1__USAGE_ENTRY__INIT;
+    e.key_id = "vk";
+    e.provider = "openai";
+    e.model = "gpt-4o";
+    e.minute_unix = minute;
+    e.requests = 1;
+    return e;
+}
+
+static void test_validate(void **state)
+{
+    sl_err_t err = {0};
+    cp_report_pb r = SLUICE__SYNC__V1__USAGE_REPORT__INIT;
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "report node_id must be 1 to 128 printable characters");
+    r.node_id = "n1";
+    r.boot_id = "b1";
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "report seq must be greater than 0, not 0");
+    r.seq = 1;
+    assert_int_equal(cp_report_validate(&r, &err), 0);
+
+    cp_usage_pb e = entry(1767225600), *ep = &e;
+    r.entries = &ep;
+    r.n_entries = 1;
+    assert_int_equal(cp_report_validate(&r, &err), 0);
+    e.output_tokens = -1;
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "report entry 1: counts must not be negative");
+    e.output_tokens = 0;
+    e.minute_unix = INT64_C(1767225600000); /* milliseconds by mistake */
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    e.minute_unix = 1767225600;
+    e.key_id = "";
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+}
+
+static void test_months(void **state)
+{
+    /* 2025-12-31T23:59, 2026-01-01T00:00, 2026-01-15, 2025-12-01 */
+    cp_usage_pb a = entry(1767225540), b = entry(1767225600), c = entry(1768435200), d = entry(1764547200);
+    cp_usage_pb *v[4] = {&a, &b, &c, &d};
+    cp_report_pb r = SLUICE__SYNC__V1__USAGE_REPORT__INIT;
+    r.entries = v;
+    r.n_entries = 4;
+    int64_t m[8];
+    size_t n = cp_report_months(&r, m, 8);
+    assert_int_equal(n, 2);
+    assert_int_equal(m[0], 1764547200); /* 2025-12-01 */
+    assert_int_equal(m[1], 1767225600); /* 2026-01-01 */
+}
+
+static void test_entries_json_truncates_to_minute(void **state)
+{
+    cp_usage_pb a = entry(1767225659);
+    a.cost_nano = INT64_C(9000000000000000000);
+    cp_usage_pb *v[1] = {&a};
+    cp_report_pb r = SLUICE__SYNC__V1__USAGE_REPORT__INIT;
+    r.entries = v;
+    r.n_entries = 1;
+    char *s = cp_report_entries_json(&r);
+    json_t *j = json_loads(s, 0, NULL);
+    assert_non_null(j);
+    json_t *e = json_array_get(j, 0);
+    assert_int_equal(json_integer_value(json_object_get(e, "minute")), 1767225600);
+    assert_true(json_integer_value(json_object_get(e, "cost_nano")) == INT64_C(9000000000000000000));
+    assert_string_equal(json_string_value(json_object_get(e, "key_id")), "vk");
+    json_decref(j);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_validate), cmocka_unit_test(test_months),
+                                       cmocka_unit_test(test_entries_json_truncates_to_minute)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
