@@ -130,6 +130,8 @@ void dp_snapshot_reclaim(void);
 /* Serializes the current configuration as one full Snapshot message (for
  * the cache file). Caller frees with free(). */
 int dp_snapshot_pack_full(uint8_t **out, size_t *outlen);
+/* Replaced snapshots not freed yet (for /metrics and tests). */
+size_t dp_snapshot_retired_count(void);
 /* At exit, after workers have stopped. */
 void dp_snapshot_shutdown(void);
 

@@ -12,7 +12,10 @@
 #ifndef DP_USAGE_H
 #define DP_USAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "sluice/sync/v1/sync.pb-c.h"
 
 typedef struct dp_usage_rec {
     const char *key_id;
@@ -40,5 +43,32 @@ void dp_usage_flush_worker(int worker);
 
 /* Reports not yet acknowledged (for /metrics). */
 int64_t dp_usage_pending_reports(void);
+
+/* --- sync thread only (the reporter) ----------------------------------- */
+
+/* Sends one report and waits for its acknowledgement. Returns 0 when the
+ * control plane acknowledged report->seq (applied or duplicate), else a
+ * negative SL_E* code; the report is then retried later, unchanged. */
+typedef int (*dp_usage_send_fn)(const Sluice__Sync__V1__UsageReport *report, void *ctx);
+
+/* Names this process in reports and loads reports spooled by earlier
+ * processes (spool_dir may be NULL: no spooling). Strings are copied. */
+int dp_usage_reporter_start(const char *node_id, const char *boot_id, const char *spool_dir);
+void dp_usage_set_sender(dp_usage_send_fn fn, void *ctx);
+/* Takes every worker's handed-off tables and queues them as reports (a new
+ * sequence number at most every 500 ms unless force). */
+void dp_usage_collect(int force);
+/* Sends queued reports, oldest first, if the retry backoff allows: at most
+ * max_sends, stopping at the first failure. Returns how many were
+ * acknowledged. */
+int dp_usage_send_due(int max_sends);
+/* At stop: collects, then sends until every report is acknowledged or
+ * timeout_ms passed; what is left is spooled (when a spool directory is
+ * set). Returns the number of reports neither acknowledged nor spooled. */
+int64_t dp_usage_drain(int timeout_ms);
+/* Frees everything (after workers and the reporter stopped). */
+void dp_usage_shutdown(void);
+/* Tests: replaces the monotonic millisecond clock (NULL restores it). */
+void dp_usage_set_clock(int64_t (*mono_ms)(void));
 
 #endif

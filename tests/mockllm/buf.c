@@ -152,3 +152,12 @@ void mock_buf_append_json_str(mock_buf_t *buf, const char *s, size_t n)
     mock_buf_append_json_chars(buf, s, n);
     mock_buf_append_lit(buf, "\"");
 }
+
+h2o_iovec_t mock_escaped_copy(h2o_mem_pool_t *pool, const char *s, size_t n)
+{
+    mock_buf_t buf;
+
+    mock_buf_init(&buf, pool, n + 16);
+    mock_buf_append_json_chars(&buf, s, n);
+    return h2o_iovec_init(buf.base, buf.len);
+}

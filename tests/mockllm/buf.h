@@ -41,6 +41,9 @@ void mock_buf_append_json_chars(mock_buf_t *buf, const char *s, size_t n);
 /* Appends s as a quoted JSON string. */
 void mock_buf_append_json_str(mock_buf_t *buf, const char *s, size_t n);
 
+/* Copies s into pool escaped as the inside of a JSON string. */
+h2o_iovec_t mock_escaped_copy(h2o_mem_pool_t *pool, const char *s, size_t n);
+
 /* Writes v in decimal to dst (at least 20 bytes) and returns the length. */
 size_t mock_u64toa(char *dst, uint64_t v);
 

@@ -65,8 +65,8 @@ void mock_call_begin(h2o_req_t *req, const mock_settings_t *settings, const mock
     call->fault = MOCK_FAULT_NONE;
     call->_route = route;
 
-    if (mock_faults_take(&call->fault, &req->pool)) {
-        mock_stats_fault_applied();
+    if (mock_faults_take(&call->fault, &req->pool, provider->id, provider->aux)) {
+        mock_stats_fault_applied(provider->id);
         if (call->fault.delay_ms != 0) {
             mock_timer_start(&call->_timer, call->fault.delay_ms, on_delay_done);
             return;
@@ -78,15 +78,15 @@ void mock_call_begin(h2o_req_t *req, const mock_settings_t *settings, const mock
 static void count_sent(mock_call_t *call, int status, int streamed)
 {
     if (status >= 200 && status < 300)
-        mock_stats_success(call->kind, streamed, call->prompt_tokens, call->completion_tokens);
+        mock_stats_success(call->provider->id, call->kind, streamed, &call->usage);
     else
-        mock_stats_failure(status);
+        mock_stats_failure(call->provider->id, status == 401 || call->auth_failed);
 }
 
 void mock_call_respond(mock_call_t *call, int status, const char *content_type, const char *body, size_t len)
 {
     if (has_drop(call)) {
-        mock_stats_dropped();
+        mock_stats_dropped(call->provider->id);
         mock_http_drop_connection(call->req);
         return;
     }
@@ -103,8 +103,21 @@ static int send_one(mock_call_t *call)
 
     if (has_drop(call) && call->_events_sent == (uint32_t)call->fault.drop_after_chunks) {
         call->_done = 1;
-        mock_stats_dropped();
+        mock_stats_dropped(call->provider->id);
         h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+        return 1;
+    }
+    void (*stream_error)(mock_call_t *, mock_buf_t *) =
+        call->stream_error != NULL ? call->stream_error : call->provider->stream_error;
+    if (call->fault.error_after_chunks >= 0 && call->_events_sent == (uint32_t)call->fault.error_after_chunks &&
+        stream_error != NULL) {
+        mock_buf_t buf;
+        mock_buf_init(&buf, &req->pool, 512);
+        stream_error(call, &buf);
+        event = h2o_iovec_init(buf.base, buf.len);
+        call->_done = 1;
+        mock_stats_stream_error(call->provider->id);
+        h2o_send(req, &event, 1, H2O_SEND_STATE_FINAL);
         return 1;
     }
     int more = call->_next(call, &event);
@@ -162,7 +175,7 @@ static void on_stop(h2o_generator_t *generator, h2o_req_t *req)
     mock_timer_stop(&call->_timer);
 }
 
-void mock_call_stream(mock_call_t *call, mock_stream_next_cb next)
+void mock_call_stream(mock_call_t *call, const char *content_type, mock_stream_next_cb next)
 {
     h2o_req_t *req = call->req;
 
@@ -171,7 +184,7 @@ void mock_call_stream(mock_call_t *call, mock_stream_next_cb next)
     call->_generator.stop = on_stop;
     req->res.status = 200;
     req->res.reason = "OK";
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT(MOCK_CT_SSE));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
     h2o_start_response(req, &call->_generator);
     pump(call);

@@ -6,7 +6,8 @@
  * out its delay, answers an injected status through the provider, or else
  * runs the route. The route answers exactly once, either with
  * mock_call_respond() or with mock_call_stream(); both apply the remaining
- * parts of the fault (drop, chunk delay) and count the outcome in the stats.
+ * parts of the fault (drop, chunk delay, in-stream error) and count the
+ * outcome in the stats of the call's provider.
  *
  * Lifetime: a call is allocated from the request's pool and disposed with it;
  * providers may hang their own pool allocations off `provider_data`.
@@ -26,9 +27,10 @@
 #include "timer.h"
 
 /*
- * Produces the next SSE event of a stream into *event; the bytes must stay
- * valid until the producer is called again or the request ends. Returns 1
- * when more events follow, 0 when this one is the last.
+ * Produces the next event of a stream (an SSE event, or one binary event
+ * stream message) into *event; the bytes must stay valid until the producer
+ * is called again or the request ends. Returns 1 when more events follow, 0
+ * when this one is the last.
  */
 typedef int (*mock_stream_next_cb)(mock_call_t *call, h2o_iovec_t *event);
 
@@ -40,8 +42,13 @@ struct st_mock_call_t {
     mock_fault_t fault; /* MOCK_FAULT_NONE when no fault was queued */
     /* Set by the route before answering: counted in the stats on success. */
     mock_call_kind_t kind;
-    uint64_t prompt_tokens;
-    uint64_t completion_tokens;
+    mock_usage_t usage;
+    /* Set by the route when it refuses credentials with a status other than
+     * 401 (Bedrock's 403), so that the stats count it as unauthorized. */
+    unsigned auth_failed : 1;
+    /* The in-stream error format, when it is not the provider's (Claude on
+     * Vertex streams Anthropic's events); NULL for the provider's. */
+    void (*stream_error)(mock_call_t *call, mock_buf_t *out);
     void *provider_data;
 
     /* private to call.c */
@@ -66,9 +73,10 @@ void mock_call_begin(h2o_req_t *req, const mock_settings_t *settings, const mock
 void mock_call_respond(mock_call_t *call, int status, const char *content_type, const char *body, size_t len);
 
 /*
- * Answers the call with a 200 text/event-stream response whose events come
- * from next, one h2o send per event, honouring chunk delay and drop faults.
+ * Answers the call with a 200 response of content_type (static) whose events
+ * come from next, one h2o send per event, honouring the chunk delay, drop
+ * and in-stream error faults.
  */
-void mock_call_stream(mock_call_t *call, mock_stream_next_cb next);
+void mock_call_stream(mock_call_t *call, const char *content_type, mock_stream_next_cb next);
 
 #endif

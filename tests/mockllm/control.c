@@ -3,7 +3,10 @@
  *
  * POST /_mock/faults body, all fields optional except count:
  *   {"count": N >= 1, "status": 400..599, "delay_ms": D, "chunk_delay_ms": C,
- *    "drop_after_chunks": K >= 0, "retry_after": seconds, "error_body": "raw"}
+ *    "drop_after_chunks": K >= 0, "error_after_chunks": K >= 0,
+ *    "retry_after": seconds, "error_body": "raw",
+ *    "provider": "openai" | "azure" | "anthropic" | "bedrock" | "vertex" |
+ *                "google_oauth"}
  * Unknown fields are rejected so that a typo in a test fails loudly.
  */
 #include "control.h"
@@ -14,6 +17,7 @@
 #include "buf.h"
 #include "faults.h"
 #include "http.h"
+#include "provider.h"
 #include "stats.h"
 #include "timer.h"
 
@@ -55,8 +59,9 @@ static int get_int(json_t *obj, const char *key, json_int_t min, json_int_t max,
 
 static int parse_fault(json_t *root, mock_fault_t *fault, uint32_t *count, char *err, size_t errsz)
 {
-    static const char *const known[] = {"count",       "status",    "delay_ms", "chunk_delay_ms", "drop_after_chunks",
-                                        "retry_after", "error_body"};
+    static const char *const known[] = {
+        "count",       "status",     "delay_ms",           "chunk_delay_ms", "drop_after_chunks",
+        "retry_after", "error_body", "error_after_chunks", "provider"};
     const char *key;
     json_t *value;
     json_int_t n;
@@ -102,10 +107,26 @@ static int parse_fault(json_t *root, mock_fault_t *fault, uint32_t *count, char 
     if (get_int(root, "drop_after_chunks", 0, 1000000, &n, err, errsz) != 0)
         return -1;
     fault->drop_after_chunks = (int32_t)n;
+    n = -1;
+    if (get_int(root, "error_after_chunks", 0, 1000000, &n, err, errsz) != 0)
+        return -1;
+    fault->error_after_chunks = (int32_t)n;
     n = 0;
     if (get_int(root, "retry_after", 0, 86400, &n, err, errsz) != 0)
         return -1;
     fault->retry_after_s = (uint32_t)n;
+
+    json_t *provider = json_object_get(root, "provider");
+    if (provider != NULL && !json_is_null(provider)) {
+        int id = json_is_string(provider)
+                     ? mock_provider_parse(json_string_value(provider), json_string_length(provider))
+                     : -1;
+        if (id < 0) {
+            snprintf(err, errsz, "\"provider\" must be one of openai, azure, anthropic, bedrock, vertex, google_oauth");
+            return -1;
+        }
+        fault->provider = id;
+    }
 
     json_t *body = json_object_get(root, "error_body");
     if (body != NULL && !json_is_null(body)) {

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "provider.h"
+
 typedef struct st_entry_t {
     struct st_entry_t *next;
     mock_fault_t fault; /* error_body points into this allocation */
@@ -45,15 +47,22 @@ int mock_faults_push(const mock_fault_t *fault, uint32_t count)
     return 0;
 }
 
-int mock_faults_take(mock_fault_t *out, h2o_mem_pool_t *pool)
+static int applies(const mock_fault_t *f, int provider, int aux)
 {
-    entry_t *done = NULL;
+    return f->provider == provider || (f->provider < 0 && !aux);
+}
+
+int mock_faults_take(mock_fault_t *out, h2o_mem_pool_t *pool, int provider, int aux)
+{
+    entry_t *done = NULL, **link;
 
     if (atomic_load_explicit(&pending, memory_order_relaxed) == 0)
         return 0;
 
     pthread_mutex_lock(&lock);
-    entry_t *e = head;
+    for (link = &head; *link != NULL && !applies(&(*link)->fault, provider, aux); link = &(*link)->next)
+        ;
+    entry_t *e = *link;
     if (e == NULL) {
         pthread_mutex_unlock(&lock);
         return 0;
@@ -66,9 +75,9 @@ int mock_faults_take(mock_fault_t *out, h2o_mem_pool_t *pool)
     }
     atomic_fetch_sub_explicit(&pending, 1, memory_order_relaxed);
     if (--e->remaining == 0) {
-        head = e->next;
-        if (head == NULL)
-            tailp = &head;
+        *link = e->next;
+        if (*link == NULL)
+            tailp = link;
         done = e;
     }
     pthread_mutex_unlock(&lock);
@@ -110,6 +119,19 @@ void mock_faults_to_json(mock_buf_t *buf)
             mock_buf_append_lit(buf, "null");
         else
             mock_buf_append_i64(buf, f->drop_after_chunks);
+        mock_buf_append_lit(buf, ",\"error_after_chunks\":");
+        if (f->error_after_chunks < 0)
+            mock_buf_append_lit(buf, "null");
+        else
+            mock_buf_append_i64(buf, f->error_after_chunks);
+        mock_buf_append_lit(buf, ",\"provider\":");
+        if (f->provider < 0) {
+            mock_buf_append_lit(buf, "null");
+        } else {
+            mock_buf_append_lit(buf, "\"");
+            mock_buf_append_str(buf, mock_provider_name((mock_provider_id_t)f->provider));
+            mock_buf_append_lit(buf, "\"");
+        }
         mock_buf_appendf(buf, ",\"retry_after\":%u,\"error_body\":", (unsigned)f->retry_after_s);
         if (f->error_body == NULL)
             mock_buf_append_lit(buf, "null");

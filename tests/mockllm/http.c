@@ -3,6 +3,7 @@
  */
 #include "http.h"
 
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -64,6 +65,74 @@ h2o_iovec_t mock_http_header(const h2o_req_t *req, const h2o_token_t *token)
     if (i == -1)
         return h2o_iovec_init(NULL, 0);
     return req->headers.entries[i].value;
+}
+
+h2o_iovec_t mock_http_header_str(const h2o_req_t *req, const char *name)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i == -1)
+        return h2o_iovec_init(NULL, 0);
+    return req->headers.entries[i].value;
+}
+
+h2o_iovec_t mock_http_raw_path(const h2o_req_t *req)
+{
+    size_t n = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    return h2o_iovec_init(req->path.base, n);
+}
+
+h2o_iovec_t mock_http_raw_query(const h2o_req_t *req)
+{
+    if (req->query_at == SIZE_MAX)
+        return h2o_iovec_init(NULL, 0);
+    return h2o_iovec_init(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1);
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+        return (c | 0x20) - 'a' + 10;
+    return -1;
+}
+
+static h2o_iovec_t decode(h2o_mem_pool_t *pool, const char *s, size_t len, int plus_is_space)
+{
+    char *out = h2o_mem_alloc_pool(pool, len + 1);
+    size_t o = 0;
+
+    for (size_t i = 0; i != len; ++i) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < len && (hi = hexval(s[i + 1])) >= 0 && (lo = hexval(s[i + 2])) >= 0) {
+            out[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[o++] = plus_is_space && s[i] == '+' ? ' ' : s[i];
+        }
+    }
+    out[o] = '\0';
+    return h2o_iovec_init(out, o);
+}
+
+h2o_iovec_t mock_http_percent_decode(h2o_mem_pool_t *pool, const char *s, size_t len)
+{
+    return decode(pool, s, len, 0);
+}
+
+h2o_iovec_t mock_http_form_param(h2o_mem_pool_t *pool, h2o_iovec_t form, const char *name)
+{
+    size_t nlen = strlen(name);
+    const char *p = form.base, *end = form.base + form.len;
+
+    while (p != NULL && p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp != NULL ? amp : end;
+        if ((size_t)(stop - p) > nlen && memcmp(p, name, nlen) == 0 && p[nlen] == '=')
+            return decode(pool, p + nlen + 1, (size_t)(stop - p) - nlen - 1, 1);
+        p = amp != NULL ? amp + 1 : NULL;
+    }
+    return h2o_iovec_init(NULL, 0);
 }
 
 void mock_http_add_header(h2o_req_t *req, const char *name, const char *value, size_t len)

@@ -13,6 +13,7 @@
 #define MOCK_CT_JSON "application/json"
 #define MOCK_CT_TEXT "text/plain; charset=utf-8"
 #define MOCK_CT_SSE "text/event-stream; charset=utf-8"
+#define MOCK_CT_EVENTSTREAM "application/vnd.amazon.eventstream"
 
 /* Standard reason phrase of an HTTP status ("Unknown" when unlisted). */
 const char *mock_http_reason(int status);
@@ -22,6 +23,26 @@ int mock_http_method_is(const h2o_req_t *req, const char *method);
 
 /* The value of the first request header `token`, or {NULL, 0} when absent. */
 h2o_iovec_t mock_http_header(const h2o_req_t *req, const h2o_token_t *token);
+
+/* The value of the first request header named name (lower case), or
+ * {NULL, 0} when absent. */
+h2o_iovec_t mock_http_header_str(const h2o_req_t *req, const char *name);
+
+/* The raw path without the query, as received. */
+h2o_iovec_t mock_http_raw_path(const h2o_req_t *req);
+
+/* The raw query without '?', or {NULL, 0} when the request has none. */
+h2o_iovec_t mock_http_raw_query(const h2o_req_t *req);
+
+/*
+ * Finds the parameter name in a form-encoded string ("a=1&b=2": a query or
+ * an application/x-www-form-urlencoded body) and returns its value
+ * percent-decoded ('+' as space) into pool; {NULL, 0} when absent.
+ */
+h2o_iovec_t mock_http_form_param(h2o_mem_pool_t *pool, h2o_iovec_t form, const char *name);
+
+/* Percent-decodes s[0..len) into pool ('+' kept as is). */
+h2o_iovec_t mock_http_percent_decode(h2o_mem_pool_t *pool, const char *s, size_t len);
 
 /*
  * Adds a response header. name must be lower case and static (it is not

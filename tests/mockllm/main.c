@@ -1,11 +1,18 @@
 /*
- * main.c - command line of sluice-mockllm, a fake LLM provider for tests.
+ * main.c - command line of sluice-mockllm, fake LLM providers for tests.
  *
  *   sluice-mockllm --listen HOST:PORT --api-key KEY [--port-file F] [--threads N]
+ *                  [--anthropic-key K] [--azure-key K]
+ *                  [--aws-access-key-id ID] [--aws-secret-access-key S]
+ *                  [--google-sa FILE] [--google-sa-public-key PEM]
+ *                  [--google-client-email E] [--google-token-ttl SEC]
+ *   sluice-mockllm --make-service-account FILE
  *
- * PORT 0 picks a free port; --port-file then receives the bound port (decimal
- * and a newline), written to a temporary file and renamed into place once the
- * listeners accept connections. SIGTERM and SIGINT stop the server and exit 0.
+ * Every provider is served on the one port, routed by path. PORT 0 picks a
+ * free port; --port-file then receives the bound port (decimal and a
+ * newline), written to a temporary file and renamed into place once the
+ * listeners accept connections. SIGTERM and SIGINT stop the server and exit
+ * 0. --make-service-account writes a test service-account JSON and exits.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -14,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "google_auth.h"
 #include "provider.h"
 #include "server.h"
 
@@ -25,13 +33,25 @@ static mock_server_t *server;
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: sluice-mockllm --listen HOST:PORT --api-key KEY [--port-file FILE] [--threads N]\n"
+    fprintf(out, "usage: sluice-mockllm --listen HOST:PORT --api-key KEY [options]\n"
+                 "       sluice-mockllm --make-service-account FILE\n"
                  "\n"
-                 "Fake OpenAI-compatible LLM provider for tests and benchmarks.\n"
-                 "  --listen HOST:PORT  address to listen on; port 0 picks a free port\n"
-                 "  --api-key KEY       key clients must send as \"Authorization: Bearer KEY\"\n"
-                 "  --port-file FILE    write the bound port to FILE once listening\n"
-                 "  --threads N         event-loop threads (default 1)\n");
+                 "Fake LLM providers (OpenAI, Azure OpenAI, Anthropic, AWS Bedrock, Google Vertex AI) for tests\n"
+                 "and benchmarks, all on one port.\n"
+                 "  --listen HOST:PORT            address to listen on; port 0 picks a free port\n"
+                 "  --api-key KEY                 OpenAI key (\"Authorization: Bearer KEY\"); default of the\n"
+                 "                                Anthropic and Azure keys\n"
+                 "  --port-file FILE              write the bound port to FILE once listening\n"
+                 "  --threads N                   event-loop threads (default 1)\n"
+                 "  --anthropic-key KEY           Anthropic x-api-key (default: --api-key)\n"
+                 "  --azure-key KEY               Azure OpenAI api-key (default: --api-key)\n"
+                 "  --aws-access-key-id ID        Bedrock SigV4 access key id (default " MOCK_AWS_ACCESS_KEY_ID ")\n"
+                 "  --aws-secret-access-key KEY   Bedrock SigV4 secret (default " MOCK_AWS_SECRET_ACCESS_KEY ")\n"
+                 "  --google-sa FILE              service-account JSON whose key signs Vertex token requests\n"
+                 "  --google-sa-public-key FILE   PEM public key of that account (instead of --google-sa)\n"
+                 "  --google-client-email EMAIL   the account's client_email (with --google-sa-public-key)\n"
+                 "  --google-token-ttl SEC        lifetime of issued access tokens (default 3600)\n"
+                 "  --make-service-account FILE   write a test service-account JSON (RSA 2048) and exit\n");
 }
 
 /* Splits "host:port", "[v6addr]:port" or ":port" in place. */
@@ -86,12 +106,26 @@ int main(int argc, char **argv)
         {"api-key", required_argument, NULL, 'k'},
         {"port-file", required_argument, NULL, 'p'},
         {"threads", required_argument, NULL, 't'},
+        {"anthropic-key", required_argument, NULL, 'A'},
+        {"azure-key", required_argument, NULL, 'Z'},
+        {"aws-access-key-id", required_argument, NULL, 'I'},
+        {"aws-secret-access-key", required_argument, NULL, 'S'},
+        {"google-sa", required_argument, NULL, 'G'},
+        {"google-sa-public-key", required_argument, NULL, 'P'},
+        {"google-client-email", required_argument, NULL, 'E'},
+        {"google-token-ttl", required_argument, NULL, 'T'},
+        {"make-service-account", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     char *listen_arg = NULL;
     const char *port_file = NULL, *host = NULL, *port = NULL;
-    mock_settings_t settings = {NULL, 0};
+    const char *make_sa = NULL;
+    mock_settings_t settings = {
+        .aws_access_key_id = MOCK_AWS_ACCESS_KEY_ID,
+        .aws_secret_access_key = MOCK_AWS_SECRET_ACCESS_KEY,
+        .google_token_ttl = MOCK_GOOGLE_TOKEN_TTL,
+    };
     long threads = 1;
     char err[256];
     int opt;
@@ -116,6 +150,40 @@ int main(int argc, char **argv)
             }
             break;
         }
+        case 'A':
+            settings.anthropic_key = optarg;
+            break;
+        case 'Z':
+            settings.azure_key = optarg;
+            break;
+        case 'I':
+            settings.aws_access_key_id = optarg;
+            break;
+        case 'S':
+            settings.aws_secret_access_key = optarg;
+            break;
+        case 'G':
+            settings.google_sa_file = optarg;
+            break;
+        case 'P':
+            settings.google_public_key_file = optarg;
+            break;
+        case 'E':
+            settings.google_client_email = optarg;
+            break;
+        case 'T': {
+            char *end;
+            long ttl = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || ttl < 1 || ttl > 86400) {
+                fprintf(stderr, "sluice-mockllm: --google-token-ttl must be between 1 and 86400\n");
+                return 2;
+            }
+            settings.google_token_ttl = (uint32_t)ttl;
+            break;
+        }
+        case 'M':
+            make_sa = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -123,6 +191,17 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (make_sa != NULL) {
+        if (optind != argc) {
+            usage(stderr);
+            return 2;
+        }
+        if (mock_google_make_service_account(make_sa, err, sizeof(err)) != 0) {
+            fprintf(stderr, "sluice-mockllm: %s\n", err);
+            return 1;
+        }
+        return 0;
     }
     if (optind != argc || listen_arg == NULL || settings.api_key == NULL || settings.api_key[0] == '\0') {
         usage(stderr);
@@ -133,6 +212,12 @@ int main(int argc, char **argv)
         return 2;
     }
     settings.api_key_len = strlen(settings.api_key);
+    if (settings.anthropic_key == NULL || settings.anthropic_key[0] == '\0')
+        settings.anthropic_key = settings.api_key;
+    settings.anthropic_key_len = strlen(settings.anthropic_key);
+    if (settings.azure_key == NULL || settings.azure_key[0] == '\0')
+        settings.azure_key = settings.api_key;
+    settings.azure_key_len = strlen(settings.azure_key);
 
     /* Workers inherit this mask; the main thread takes the signals with sigwait. */
     sigset_t stop_signals;

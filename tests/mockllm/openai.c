@@ -1,19 +1,24 @@
 /*
  * openai.c - fake OpenAI API: chat completions (plain and SSE), models and
- * embeddings, with OpenAI's error bodies.
+ * embeddings, with OpenAI's error bodies. The chat and embeddings code is
+ * shared with the Azure OpenAI fake (openai.h).
  *
  * Everything the fake returns is a pure function of the request, except ids
  * (a process-wide counter) and `created` (the request's clock):
  *   prompt_tokens     = 3 + sum over messages of (4 + words in its content),
  *                       where content is a string or an array of parts whose
- *                       "text" parts count, and a word is a maximal run of
- *                       non-whitespace bytes;
+ *                       "text" parts count (reply.h defines words);
+ *   cached_tokens     = prompt_tokens / 2 when the request carries a
+ *                       "prompt_cache_key", else 0 (a part of prompt_tokens);
  *   completion_tokens = max_completion_tokens, else max_tokens (capped at
- *                       MAX_COMPLETION), else DEFAULT_COMPLETION;
+ *                       MOCK_MAX_COMPLETION), else MOCK_DEFAULT_COMPLETION;
  *   reply             = that many words "mock word1 word2 ...", streamed as
- *                       one event per word ("mock", " word1", " word2", ...)
- *                       so that the deltas concatenate to the plain reply;
- *   finish_reason     = "length" when a token limit was given, else "stop".
+ *                       one event per word so that the deltas concatenate to
+ *                       the plain reply; or, when the tool trigger of reply.h
+ *                       fires, a call of the first tool with MOCK_TOOL_ARGS
+ *                       (streamed as MOCK_TOOL_ARGS_PIECES argument deltas);
+ *   finish_reason     = "tool_calls" for a tool call, else "length" when a
+ *                       token limit was given, else "stop".
  * Embeddings are 8 floats (or `dimensions`) of unit length, seeded by a hash
  * of each input.
  *
@@ -22,80 +27,27 @@
  * the call answers.
  */
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "buf.h"
 #include "call.h"
 #include "http.h"
+#include "openai.h"
 #include "provider.h"
+#include "reply.h"
 
-#define MAX_COMPLETION 4096
-#define DEFAULT_COMPLETION 16
+#define MAX_COMPLETION MOCK_MAX_COMPLETION
+#define DEFAULT_COMPLETION MOCK_DEFAULT_COMPLETION
 #define EMBEDDING_DIMS 8
 #define EMBEDDING_MAX_DIMS 4096
 #define FINGERPRINT "fp_mock"
 #define KEYS_URL "https://platform.openai.com/account/api-keys"
 
-/*
- * The reply text for the largest completion: "mock word1 ... word4095".
- * word_start[i] is the offset of word i; word_start[MAX_COMPLETION] is one past
- * the end plus one, as if a space followed, so that the first n words are
- * always words_text[0, word_start[n] - 1). Immutable after init.
- */
-static char words_text[40000];
-static uint32_t word_start[MAX_COMPLETION + 1];
-
-static int init(const mock_settings_t *settings)
-{
-    size_t len = 0;
-    (void)settings;
-
-    for (uint32_t i = 0; i != MAX_COMPLETION; ++i) {
-        int n = i == 0 ? snprintf(words_text, sizeof(words_text), "mock")
-                       : snprintf(words_text + len, sizeof(words_text) - len, " word%u", (unsigned)i);
-        if (n < 0 || (size_t)n >= sizeof(words_text) - len)
-            return -1;
-        word_start[i] = (uint32_t)(i == 0 ? 0 : len + 1);
-        len += (size_t)n;
-    }
-    word_start[MAX_COMPLETION] = (uint32_t)len + 1;
-    return 0;
-}
-
-/* The text of the first n words. */
-static h2o_iovec_t reply_text(uint32_t n)
-{
-    return h2o_iovec_init(words_text, word_start[n] - 1);
-}
-
-/* Word i as streamed: "mock" for the first, " wordI" after it. */
-static h2o_iovec_t reply_token(uint32_t i)
-{
-    size_t from = i == 0 ? 0 : word_start[i] - 1;
-    return h2o_iovec_init(words_text + from, word_start[i + 1] - 1 - from);
-}
-
-static uint64_t count_words(const char *s, size_t n)
-{
-    uint64_t words = 0;
-    int in_word = 0;
-
-    for (size_t i = 0; i != n; ++i) {
-        char c = s[i];
-        int space = c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-        if (!space && !in_word)
-            ++words;
-        in_word = !space;
-    }
-    return words;
-}
-
 /* ---- errors ---------------------------------------------------------------- */
 
-static void format_error(mock_buf_t *buf, const char *message, size_t message_len, const char *type, const char *param,
-                         const char *code)
+void mock_openai_format_error(mock_buf_t *buf, const char *message, size_t message_len, const char *type,
+                              const char *param, const char *code)
 {
     mock_buf_append_lit(buf, "{\"error\":{\"message\":");
     mock_buf_append_json_str(buf, message, message_len);
@@ -127,7 +79,7 @@ static void send_error(mock_call_t *call, int status, const char *message, const
     mock_buf_t buf;
 
     mock_buf_init(&buf, &call->req->pool, 256 + strlen(message));
-    format_error(&buf, message, strlen(message), type, param, code);
+    mock_openai_format_error(&buf, message, strlen(message), type, param, code);
     add_request_id(call);
     mock_call_respond(call, status, MOCK_CT_JSON, buf.base, buf.len);
 }
@@ -194,7 +146,7 @@ static void send_not_found(h2o_req_t *req)
     mock_buf_append(&msg, req->path_normalized.base, req->path_normalized.len);
     mock_buf_append_lit(&msg, ")");
     mock_buf_init(&buf, &req->pool, 128 + msg.len * 6);
-    format_error(&buf, msg.base, msg.len, "invalid_request_error", NULL, NULL);
+    mock_openai_format_error(&buf, msg.base, msg.len, "invalid_request_error", NULL, NULL);
     mock_http_send(req, 404, MOCK_CT_JSON, buf.base, buf.len);
 }
 
@@ -325,22 +277,33 @@ static void send_invalid_type(mock_call_t *call, json_t *root, const char *param
 
 /* ---- chat completions ------------------------------------------------------ */
 
+#define AZURE_FILTER_OK                                                                                                \
+    "{\"hate\":{\"filtered\":false,\"severity\":\"safe\"},\"self_harm\":{\"filtered\":false,\"severity\":\"safe\"},"   \
+    "\"sexual\":{\"filtered\":false,\"severity\":\"safe\"},\"violence\":{\"filtered\":false,\"severity\":\"safe\"}}"
+#define AZURE_PROMPT_FILTER                                                                                            \
+    "\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":" AZURE_FILTER_OK "}]"
+
 typedef struct st_chat_t {
+    const mock_openai_flavor_t *flavor;
     h2o_iovec_t model; /* escaped for output */
     uint32_t completion_tokens;
     uint64_t prompt_tokens;
+    uint64_t cached_tokens;
     int limited;
     int include_usage;
+    int azure_preamble;    /* the Azure preamble chunk is still to be sent */
+    h2o_iovec_t tool_name; /* escaped; base NULL when the reply is text */
     /* streaming */
     mock_buf_t event;
     mock_buf_t head; /* `data: {...,"choices":[` shared by every chunk */
     uint32_t next_event;
+    uint32_t num_deltas; /* words, or argument pieces of a tool call */
 } chat_t;
 
 static uint64_t content_words(json_t *content)
 {
     if (json_is_string(content))
-        return count_words(json_string_value(content), json_string_length(content));
+        return mock_count_words(json_string_value(content), json_string_length(content));
     if (!json_is_array(content))
         return 0;
 
@@ -352,9 +315,39 @@ static uint64_t content_words(json_t *content)
         json_t *type = json_object_get(part, "type");
         json_t *text = json_object_get(part, "text");
         if (json_is_string(type) && strcmp(json_string_value(type), "text") == 0 && json_is_string(text))
-            words += count_words(json_string_value(text), json_string_length(text));
+            words += mock_count_words(json_string_value(text), json_string_length(text));
     }
     return words;
+}
+
+static int content_mentions_weather(json_t *content)
+{
+    if (json_is_string(content))
+        return mock_mentions_weather(json_string_value(content), json_string_length(content));
+    size_t i;
+    json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        json_t *text = json_object_get(part, "text");
+        if (json_is_string(text) && mock_mentions_weather(json_string_value(text), json_string_length(text)))
+            return 1;
+    }
+    return 0;
+}
+
+/* The name of the tool to call (the first function offered) when the tool
+ * trigger fires, else NULL. */
+static json_t *tool_to_call(json_t *root, json_t *messages)
+{
+    json_t *tools = json_object_get(root, "tools");
+    json_t *last = json_array_get(messages, json_array_size(messages) - 1);
+    json_t *role = json_object_get(last, "role");
+
+    if (!json_is_array(tools) || json_array_size(tools) == 0 || !json_is_string(role) ||
+        strcmp(json_string_value(role), "user") != 0 || !content_mentions_weather(json_object_get(last, "content")))
+        return NULL;
+    json_t *name = json_object_get(json_object_get(json_array_get(tools, 0), "function"), "name");
+    return json_is_string(name) && json_string_length(name) != 0 ? name : NULL;
 }
 
 /* Reads max_completion_tokens / max_tokens. Returns 0, or -1 after answering. */
@@ -389,6 +382,13 @@ static int read_token_limit(mock_call_t *call, json_t *root, chat_t *chat)
     return 0;
 }
 
+static const char *finish_reason(const chat_t *chat)
+{
+    if (chat->tool_name.base != NULL)
+        return "tool_calls";
+    return chat->limited ? "length" : "stop";
+}
+
 static void append_usage(mock_buf_t *buf, const chat_t *chat, int details)
 {
     mock_buf_append_lit(buf, "\"usage\":{\"prompt_tokens\":");
@@ -397,10 +397,13 @@ static void append_usage(mock_buf_t *buf, const chat_t *chat, int details)
     mock_buf_append_u64(buf, chat->completion_tokens);
     mock_buf_append_lit(buf, ",\"total_tokens\":");
     mock_buf_append_u64(buf, chat->prompt_tokens + chat->completion_tokens);
-    if (details)
-        mock_buf_append_lit(buf, ",\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":0},"
+    if (details) {
+        mock_buf_append_lit(buf, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+        mock_buf_append_u64(buf, chat->cached_tokens);
+        mock_buf_append_lit(buf, ",\"audio_tokens\":0},"
                                  "\"completion_tokens_details\":{\"reasoning_tokens\":0,\"audio_tokens\":0,"
                                  "\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}");
+    }
     mock_buf_append_lit(buf, "}");
 }
 
@@ -417,35 +420,85 @@ static void append_id_head(mock_buf_t *buf, mock_call_t *call, const chat_t *cha
     mock_buf_append_lit(buf, "\"");
 }
 
+static void append_tool_call_id(mock_buf_t *buf, mock_call_t *call)
+{
+    mock_buf_append_lit(buf, "\"call_mock_");
+    mock_buf_append_u64(buf, call->seq);
+    mock_buf_append_lit(buf, "\"");
+}
+
 static void respond_chat(mock_call_t *call, chat_t *chat)
 {
-    h2o_iovec_t text = reply_text(chat->completion_tokens);
+    h2o_iovec_t text = mock_reply_text(chat->completion_tokens);
     mock_buf_t buf;
 
-    mock_buf_init(&buf, &call->req->pool, 768 + chat->model.len + text.len);
+    mock_buf_init(&buf, &call->req->pool, 1024 + chat->model.len + text.len + chat->tool_name.len);
     append_id_head(&buf, call, chat, "chat.completion");
-    mock_buf_append_lit(&buf, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"");
-    mock_buf_append(&buf, text.base, text.len);
-    mock_buf_append_lit(&buf, "\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"");
-    mock_buf_append_str(&buf, chat->limited ? "length" : "stop");
-    mock_buf_append_lit(&buf, "\"}],");
+    mock_buf_append_lit(&buf, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    if (chat->tool_name.base != NULL) {
+        mock_buf_append_lit(&buf, "null,\"tool_calls\":[{\"id\":");
+        append_tool_call_id(&buf, call);
+        mock_buf_append_lit(&buf, ",\"type\":\"function\",\"function\":{\"name\":\"");
+        mock_buf_append(&buf, chat->tool_name.base, chat->tool_name.len);
+        mock_buf_append_lit(&buf, "\",\"arguments\":");
+        mock_buf_append_json_str(&buf, H2O_STRLIT(MOCK_TOOL_ARGS));
+        mock_buf_append_lit(&buf, "}}]");
+    } else {
+        mock_buf_append_lit(&buf, "\"");
+        mock_buf_append(&buf, text.base, text.len);
+        mock_buf_append_lit(&buf, "\"");
+    }
+    mock_buf_append_lit(&buf, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":\"");
+    mock_buf_append_str(&buf, finish_reason(chat));
+    mock_buf_append_lit(&buf, "\"");
+    if (chat->flavor->azure)
+        mock_buf_append_lit(&buf, ",\"content_filter_results\":" AZURE_FILTER_OK);
+    mock_buf_append_lit(&buf, "}],");
+    if (chat->flavor->azure)
+        mock_buf_append_lit(&buf, AZURE_PROMPT_FILTER ",");
     append_usage(&buf, chat, 1);
     mock_buf_append_lit(&buf, ",\"service_tier\":\"default\",\"system_fingerprint\":\"" FINGERPRINT "\"}");
     mock_call_respond(call, 200, MOCK_CT_JSON, buf.base, buf.len);
 }
 
+/* The delta of the first chunk: the role, and for a tool call its id and name. */
+static void append_first_delta(mock_buf_t *ev, mock_call_t *call, const chat_t *chat)
+{
+    if (chat->tool_name.base == NULL) {
+        mock_buf_append_lit(ev, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},"
+                                "\"logprobs\":null,\"finish_reason\":null}]");
+        return;
+    }
+    mock_buf_append_lit(ev,
+                        "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,"
+                        "\"id\":");
+    append_tool_call_id(ev, call);
+    mock_buf_append_lit(ev, ",\"type\":\"function\",\"function\":{\"name\":\"");
+    mock_buf_append(ev, chat->tool_name.base, chat->tool_name.len);
+    mock_buf_append_lit(ev, "\",\"arguments\":\"\"}}],\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}]");
+}
+
 /*
- * Stream events: 0 role, 1..N one word each, N+1 finish_reason, N+2 usage (only
- * with include_usage), then [DONE].
+ * Stream events: [Azure: the empty-choices prompt-filter chunk], 0 role, 1..N
+ * one word (or argument piece) each, N+1 finish_reason, N+2 usage (only with
+ * include_usage), then [DONE].
  */
 static int next_chat_event(mock_call_t *call, h2o_iovec_t *out)
 {
     chat_t *chat = call->provider_data;
     mock_buf_t *ev = &chat->event;
-    uint32_t i = chat->next_event++;
-    uint32_t n = chat->completion_tokens;
+    uint32_t n = chat->num_deltas;
 
     ev->len = 0;
+    if (chat->azure_preamble) {
+        chat->azure_preamble = 0;
+        mock_buf_append_lit(
+            ev, "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\"," AZURE_PROMPT_FILTER
+                "}\n\n");
+        *out = h2o_iovec_init(ev->base, ev->len);
+        return 1;
+    }
+    uint32_t i = chat->next_event++;
     if (i > n + 1 + (chat->include_usage ? 1 : 0)) {
         mock_buf_append_lit(ev, "data: [DONE]\n\n");
         *out = h2o_iovec_init(ev->base, ev->len);
@@ -453,16 +506,20 @@ static int next_chat_event(mock_call_t *call, h2o_iovec_t *out)
     }
     mock_buf_append(ev, chat->head.base, chat->head.len);
     if (i == 0) {
-        mock_buf_append_lit(ev, "{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},"
-                                "\"logprobs\":null,\"finish_reason\":null}]");
+        append_first_delta(ev, call, chat);
+    } else if (i <= n && chat->tool_name.base != NULL) {
+        const char *piece = mock_tool_args_pieces[i - 1];
+        mock_buf_append_lit(ev, "{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":");
+        mock_buf_append_json_str(ev, piece, strlen(piece));
+        mock_buf_append_lit(ev, "}}]},\"logprobs\":null,\"finish_reason\":null}]");
     } else if (i <= n) {
-        h2o_iovec_t token = reply_token(i - 1);
+        h2o_iovec_t token = mock_reply_token(i - 1);
         mock_buf_append_lit(ev, "{\"index\":0,\"delta\":{\"content\":\"");
         mock_buf_append(ev, token.base, token.len);
         mock_buf_append_lit(ev, "\"},\"logprobs\":null,\"finish_reason\":null}]");
     } else if (i == n + 1) {
         mock_buf_append_lit(ev, "{\"index\":0,\"delta\":{},\"logprobs\":null,\"finish_reason\":\"");
-        mock_buf_append_str(ev, chat->limited ? "length" : "stop");
+        mock_buf_append_str(ev, finish_reason(chat));
         mock_buf_append_lit(ev, "\"}]");
     } else {
         mock_buf_append_lit(ev, "],");
@@ -482,34 +539,51 @@ static void stream_chat(mock_call_t *call, chat_t *chat)
 {
     h2o_mem_pool_t *pool = &call->req->pool;
 
+    chat->num_deltas = chat->tool_name.base != NULL ? MOCK_TOOL_ARGS_PIECES : chat->completion_tokens;
+    chat->azure_preamble = chat->flavor->azure;
     mock_buf_init(&chat->head, pool, 256 + chat->model.len);
     mock_buf_append_lit(&chat->head, "data: ");
     append_id_head(&chat->head, call, chat, "chat.completion.chunk");
     mock_buf_append_lit(&chat->head, ",\"system_fingerprint\":\"" FINGERPRINT "\",\"choices\":[");
-    mock_buf_init(&chat->event, pool, chat->head.len + 512);
+    mock_buf_init(&chat->event, pool, chat->head.len + 512 + chat->tool_name.len);
     call->provider_data = chat;
-    mock_call_stream(call, next_chat_event);
+    mock_call_stream(call, MOCK_CT_SSE, next_chat_event);
 }
 
-static void on_chat_completions(mock_call_t *call)
+void mock_openai_stream_error(mock_call_t *call, mock_buf_t *out)
+{
+    static const char msg[] = "The server had an error while processing your request. Sorry about that!";
+    (void)call;
+
+    mock_buf_append_lit(out, "data: ");
+    mock_openai_format_error(out, msg, sizeof(msg) - 1, "server_error", NULL, NULL);
+    mock_buf_append_lit(out, "\n\n");
+}
+
+void mock_openai_chat(mock_call_t *call, const mock_openai_flavor_t *flavor)
 {
     h2o_mem_pool_t *pool = &call->req->pool;
     chat_t *chat;
     json_t *root, *v;
     int stream = 0;
 
-    if (!check_auth(call) || (root = parse_body(call)) == NULL)
+    if ((root = parse_body(call)) == NULL)
         return;
     chat = h2o_mem_alloc_pool(pool, sizeof(*chat));
     memset(chat, 0, sizeof(*chat));
+    chat->flavor = flavor;
 
-    v = json_object_get(root, "model");
-    if (!json_is_string(v) || json_string_length(v) == 0) {
-        json_decref(root);
-        send_invalid_request(call, "you must provide a model parameter", NULL, NULL);
-        return;
+    if (flavor->model.base != NULL) {
+        chat->model = flavor->model;
+    } else {
+        v = json_object_get(root, "model");
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            json_decref(root);
+            send_invalid_request(call, "you must provide a model parameter", NULL, NULL);
+            return;
+        }
+        chat->model = escaped_copy(pool, v);
     }
-    chat->model = escaped_copy(pool, v);
 
     json_t *messages = json_object_get(root, "messages");
     if (messages == NULL) {
@@ -536,6 +610,11 @@ static void on_chat_completions(mock_call_t *call)
     {
         chat->prompt_tokens += 4 + content_words(json_object_get(message, "content"));
     }
+    if (json_is_string(json_object_get(root, "prompt_cache_key")))
+        chat->cached_tokens = chat->prompt_tokens / 2;
+    json_t *tool = tool_to_call(root, messages);
+    if (tool != NULL)
+        chat->tool_name = escaped_copy(pool, tool);
 
     if (read_token_limit(call, root, chat) != 0)
         return;
@@ -565,13 +644,22 @@ static void on_chat_completions(mock_call_t *call)
     json_decref(root);
 
     call->kind = MOCK_KIND_CHAT;
-    call->prompt_tokens = chat->prompt_tokens;
-    call->completion_tokens = chat->completion_tokens;
+    call->usage.prompt_tokens = chat->prompt_tokens;
+    call->usage.completion_tokens = chat->completion_tokens;
+    call->usage.cached_tokens = chat->cached_tokens;
     add_request_id(call);
     if (stream)
         stream_chat(call, chat);
     else
         respond_chat(call, chat);
+}
+
+static void on_chat_completions(mock_call_t *call)
+{
+    static const mock_openai_flavor_t openai = {0};
+
+    if (check_auth(call))
+        mock_openai_chat(call, &openai);
 }
 
 /* ---- models ---------------------------------------------------------------- */
@@ -628,26 +716,6 @@ static void on_get_model(mock_call_t *call)
 
 /* ---- embeddings ------------------------------------------------------------ */
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *s = p;
-    for (size_t i = 0; i != n; ++i) {
-        h ^= s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-#define FNV_OFFSET 0xcbf29ce484222325ull
-
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static void append_base64(mock_buf_t *buf, const unsigned char *p, size_t n)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -674,17 +742,7 @@ static void append_base64(mock_buf_t *buf, const unsigned char *p, size_t n)
 /* Appends one {"object":"embedding",...} item for an input with hash seed. */
 static void append_embedding(mock_buf_t *buf, size_t index, uint64_t seed, size_t dims, int base64, float *scratch)
 {
-    double norm = 0;
-
-    for (size_t d = 0; d != dims; ++d) {
-        /* uniform in [-1, 1) from the top 24 bits */
-        float x = (float)((double)(splitmix64(&seed) >> 40) / (double)(1u << 23) - 1.0);
-        scratch[d] = x;
-        norm += (double)x * x;
-    }
-    norm = norm > 0 ? sqrt(norm) : 1;
-    for (size_t d = 0; d != dims; ++d)
-        scratch[d] = (float)(scratch[d] / norm);
+    mock_unit_vector(seed, scratch, dims);
 
     if (index != 0)
         mock_buf_append_lit(buf, ",");
@@ -697,10 +755,8 @@ static void append_embedding(mock_buf_t *buf, size_t index, uint64_t seed, size_
         mock_buf_append_lit(buf, "\"}");
         return;
     }
-    mock_buf_append_lit(buf, "[");
-    for (size_t d = 0; d != dims; ++d)
-        mock_buf_appendf(buf, d == 0 ? "%.9g" : ",%.9g", (double)scratch[d]);
-    mock_buf_append_lit(buf, "]}");
+    mock_append_floats(buf, scratch, dims);
+    mock_buf_append_lit(buf, "}");
 }
 
 /* Hash and token count of one input (a string or an array of token ids);
@@ -708,20 +764,20 @@ static void append_embedding(mock_buf_t *buf, size_t index, uint64_t seed, size_
 static int input_item(json_t *item, uint64_t *seed, uint64_t *tokens)
 {
     if (json_is_string(item)) {
-        *seed = fnv1a(FNV_OFFSET, json_string_value(item), json_string_length(item));
-        *tokens = count_words(json_string_value(item), json_string_length(item));
+        *seed = mock_fnv1a(MOCK_FNV_OFFSET, json_string_value(item), json_string_length(item));
+        *tokens = mock_count_words(json_string_value(item), json_string_length(item));
         return json_string_length(item) == 0 ? -1 : 0;
     }
     if (json_is_array(item) && json_array_size(item) != 0) {
         size_t i;
         json_t *t;
-        *seed = FNV_OFFSET;
+        *seed = MOCK_FNV_OFFSET;
         json_array_foreach(item, i, t)
         {
             if (!json_is_integer(t))
                 return -1;
             json_int_t id = json_integer_value(t);
-            *seed = fnv1a(*seed, &id, sizeof(id));
+            *seed = mock_fnv1a(*seed, &id, sizeof(id));
         }
         *tokens = json_array_size(item);
         return 0;
@@ -729,23 +785,26 @@ static int input_item(json_t *item, uint64_t *seed, uint64_t *tokens)
     return -1;
 }
 
-static void on_embeddings(mock_call_t *call)
+void mock_openai_embeddings(mock_call_t *call, const mock_openai_flavor_t *flavor)
 {
     h2o_mem_pool_t *pool = &call->req->pool;
     json_t *root, *v;
     size_t dims = EMBEDDING_DIMS;
     int base64 = 0;
 
-    if (!check_auth(call) || (root = parse_body(call)) == NULL)
+    if ((root = parse_body(call)) == NULL)
         return;
 
-    v = json_object_get(root, "model");
-    if (!json_is_string(v) || json_string_length(v) == 0) {
-        json_decref(root);
-        send_invalid_request(call, "you must provide a model parameter", NULL, NULL);
-        return;
+    h2o_iovec_t model = flavor->model;
+    if (model.base == NULL) {
+        v = json_object_get(root, "model");
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            json_decref(root);
+            send_invalid_request(call, "you must provide a model parameter", NULL, NULL);
+            return;
+        }
+        model = escaped_copy(pool, v);
     }
-    h2o_iovec_t model = escaped_copy(pool, v);
 
     v = json_object_get(root, "dimensions");
     if (v != NULL && !json_is_null(v)) {
@@ -809,9 +868,17 @@ static void on_embeddings(mock_call_t *call)
     mock_buf_append_lit(&buf, "}}");
 
     call->kind = MOCK_KIND_EMBEDDING;
-    call->prompt_tokens = total_tokens;
+    call->usage.prompt_tokens = total_tokens;
     add_request_id(call);
     mock_call_respond(call, 200, MOCK_CT_JSON, buf.base, buf.len);
+}
+
+static void on_embeddings(mock_call_t *call)
+{
+    static const mock_openai_flavor_t openai = {0};
+
+    if (check_auth(call))
+        mock_openai_embeddings(call, &openai);
 }
 
 /* ---- registration ---------------------------------------------------------- */
@@ -825,10 +892,11 @@ static const mock_route_t routes[] = {
 
 const mock_provider_t mock_openai_provider = {
     .name = "openai",
+    .id = MOCK_PROVIDER_OPENAI,
     .prefix = "/",
     .routes = routes,
     .num_routes = sizeof(routes) / sizeof(routes[0]),
-    .init = init,
     .send_fault = send_fault,
+    .stream_error = mock_openai_stream_error,
     .send_not_found = send_not_found,
 };

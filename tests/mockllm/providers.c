@@ -8,14 +8,38 @@
 
 #include <string.h>
 
+#include "reply.h"
+
 static const mock_provider_t *const providers[] = {
-    &mock_openai_provider,
+    &mock_openai_provider,  &mock_azure_provider,  &mock_anthropic_provider,
+    &mock_bedrock_provider, &mock_vertex_provider, &mock_google_oauth_provider,
+};
+
+static const char *const names[MOCK_PROVIDER_COUNT] = {
+    [MOCK_PROVIDER_OPENAI] = "openai",       [MOCK_PROVIDER_AZURE] = "azure",
+    [MOCK_PROVIDER_ANTHROPIC] = "anthropic", [MOCK_PROVIDER_BEDROCK] = "bedrock",
+    [MOCK_PROVIDER_VERTEX] = "vertex",       [MOCK_PROVIDER_GOOGLE_OAUTH] = "google_oauth",
 };
 
 #define NUM_PROVIDERS (sizeof(providers) / sizeof(providers[0]))
 
+const char *mock_provider_name(mock_provider_id_t id)
+{
+    return (unsigned)id < MOCK_PROVIDER_COUNT ? names[id] : "unknown";
+}
+
+int mock_provider_parse(const char *name, size_t len)
+{
+    for (int i = 0; i != MOCK_PROVIDER_COUNT; ++i)
+        if (strlen(names[i]) == len && memcmp(names[i], name, len) == 0)
+            return i;
+    return -1;
+}
+
 int mock_providers_init(const mock_settings_t *settings)
 {
+    if (mock_reply_init() != 0)
+        return -1;
     for (size_t i = 0; i != NUM_PROVIDERS; ++i) {
         if (providers[i]->init != NULL && providers[i]->init(settings) != 0)
             return -1;

@@ -1,0 +1,91 @@
+/*
+ * dp_provider.h - what a provider implements: translating a chat request
+ * for its API and reading usage and errors back.
+ *
+ * One file per provider in providers/, one row per provider kind in the
+ * table (dp_provider.c). Several kinds may share a translator with
+ * different URL and auth rules (openai, openai_compatible, azure_openai).
+ *
+ * Every function is pure with respect to its arguments: it reads the
+ * snapshot records it is given (borrowed for the call) and allocates only
+ * from the request's pool. Called on worker threads.
+ */
+#ifndef DP_PROVIDER_H
+#define DP_PROVIDER_H
+
+#include <stdint.h>
+
+#include <h2o.h>
+
+#include "dp_snapshot.h"
+#include "sl_json.h"
+
+/* The client's chat request, validated and tokenized once. */
+typedef struct dp_chat_req {
+    const char *body;             /* borrowed from the request entity */
+    size_t len;
+    const sl_json_tok_t *toks;    /* toks[0] is the root object */
+    int ntoks;
+    int model_tok;                /* index of the "model" string */
+    int stream;                   /* "stream": true */
+    int64_t max_tokens;           /* max_completion_tokens / max_tokens, -1 absent */
+} dp_chat_req_t;
+
+/* The raw HTTP/1.1 request to send upstream: head, then body pieces
+ * (spliced from the client's body: no re-serialization). */
+#define DP_UPSTREAM_MAX_BUFS 8
+typedef struct dp_upstream_req {
+    h2o_iovec_t bufs[DP_UPSTREAM_MAX_BUFS];
+    size_t nbufs;
+    size_t body_len;
+} dp_upstream_req_t;
+
+typedef struct dp_tokens {
+    int64_t input;                /* prompt tokens, cached ones included */
+    int64_t cached_input;
+    int64_t output;
+    int seen;                     /* a usage object was read */
+} dp_tokens_t;
+
+/* What one stream event said (bit flags). */
+enum {
+    DP_EV_USAGE = 1,              /* carried usage (tokens filled in) */
+    DP_EV_CONTENT = 2,            /* carried generated content */
+    DP_EV_DONE = 4,               /* the end-of-stream marker */
+    DP_EV_ERROR = 8,              /* an error object instead of a chunk */
+};
+
+/* How an upstream error status reaches the client. */
+typedef struct dp_upstream_error {
+    int status;                   /* status to answer with */
+    int pass_body;                /* 1: relay the upstream body as is (OpenAI-shaped) */
+    const char *type, *code;      /* when wrapping */
+} dp_upstream_error_t;
+
+typedef struct dp_provider_ops {
+    const char *name;             /* translator name, for logs */
+    int openai_format;            /* accepts OpenAI chat requests verbatim (unknown models may be forwarded) */
+    /* Builds the upstream chat request. client_headers are forwarded minus
+     * hop-by-hop, auth and encoding headers. Returns 0 or SL_EINVAL. */
+    int (*build_chat)(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_credential_t *cred,
+                      h2o_iovec_t served_model, const dp_chat_req_t *in, const h2o_headers_t *client_headers,
+                      h2o_iovec_t request_id, dp_upstream_req_t *out);
+    /* Reads usage from a complete non-streaming response body. Returns 0
+     * (out->seen tells whether usage was present) or SL_EINVAL. */
+    int (*parse_usage)(h2o_mem_pool_t *pool, const char *body, size_t len, dp_tokens_t *out);
+    /* Reads one stream event's data; returns DP_EV_* flags. */
+    int (*parse_event)(h2o_mem_pool_t *pool, const char *data, size_t len, dp_tokens_t *out);
+    /* Decides how an upstream error status is answered. */
+    void (*map_error)(int upstream_status, const char *body, size_t len, dp_upstream_error_t *out);
+} dp_provider_ops_t;
+
+/* The translator for a provider kind, or NULL when the kind is unknown or
+ * not implemented yet (such providers are skipped by routing). */
+const dp_provider_ops_t *dp_provider_ops_for(const char *kind);
+
+/* Shared helpers for translators. */
+
+/* Whether a client request header must not be forwarded upstream. */
+int dp_provider_drop_request_header(const h2o_header_t *h);
+
+#endif
