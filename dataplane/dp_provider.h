@@ -62,6 +62,22 @@ typedef struct dp_upstream_error {
     const char *type, *code;      /* when wrapping */
 } dp_upstream_error_t;
 
+/* Upstream stream framing. */
+enum {
+    DP_FRAMING_SSE = 0,           /* text/event-stream (OpenAI, Anthropic, Gemini ?alt=sse) */
+    DP_FRAMING_AWS_EVENTSTREAM = 1, /* application/vnd.amazon.eventstream (Bedrock ConverseStream) */
+};
+
+/* Per-request state of a translating provider; allocated from the request
+ * pool by the request path, `state` by the translator on first use. */
+typedef struct dp_xlate_ctx {
+    void *state;                  /* translator's own, pool-allocated */
+    h2o_iovec_t id;               /* "chatcmpl-<request id>" for chunk/response ids */
+    h2o_iovec_t model;            /* the model name reported to the client */
+    int64_t created;              /* unix seconds for "created" */
+    int include_usage;            /* the client asked for stream_options.include_usage */
+} dp_xlate_ctx_t;
+
 typedef struct dp_provider_ops {
     const char *name;             /* translator name, for logs */
     int openai_format;            /* accepts OpenAI chat requests verbatim (unknown models may be forwarded) */
@@ -77,6 +93,23 @@ typedef struct dp_provider_ops {
     int (*parse_event)(h2o_mem_pool_t *pool, const char *data, size_t len, dp_tokens_t *out);
     /* Decides how an upstream error status is answered. */
     void (*map_error)(int upstream_status, const char *body, size_t len, dp_upstream_error_t *out);
+
+    /* --- translating providers (wire format other than OpenAI's) ---
+     * NULL in OpenAI-format translators, whose bodies are relayed as is. */
+    int framing;                  /* DP_FRAMING_* of streamed responses */
+    /* Translates a complete non-streaming response body into an OpenAI
+     * chat.completion JSON body (pool memory) and reads its usage. */
+    int (*translate_response)(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char *body, size_t len,
+                              h2o_iovec_t *out, dp_tokens_t *tokens);
+    /* Translates one upstream stream event (the SSE event name and data, or
+     * one event-stream message's :event-type and payload) into zero or more
+     * complete OpenAI chunk events ("data: {...}\n\n") appended to *out.
+     * Returns DP_EV_* flags: DP_EV_CONTENT when the appended output carries
+     * generated content (tokens or tool-call deltas), DP_EV_DONE at the
+     * upstream's end of message (the request path then writes "data:
+     * [DONE]"), DP_EV_ERROR for an in-stream error. */
+    int (*translate_event)(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char *event, size_t event_len,
+                           const char *data, size_t len, h2o_buffer_t **out, dp_tokens_t *tokens);
 } dp_provider_ops_t;
 
 /* The translator for a provider kind, or NULL when the kind is unknown or
