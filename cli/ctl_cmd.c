@@ -21,6 +21,8 @@
 
 #include "ctl_client.h"
 #include "ctl_output.h"
+#include "ctl_alerts.h"
+#include "ctl_spend.h"
 #include "sl_buf.h"
 #include "sl_crypto.h"
 #include "sl_money.h"
@@ -56,6 +58,7 @@ typedef struct run {
     const char *server;
     const char *token_file;
     ctl_format_t fmt;
+    int csv; /* -o csv: spend and quotas only */
     int verbose;
     int timeout_s;
     int help;
@@ -125,7 +128,7 @@ static const char global_help[] = "global options (accepted anywhere on the line
                                   "  --server HOST:PORT   control plane gRPC address (env SLUICE_SERVER)\n"
                                   "  --token-file FILE    file holding the admin token (env SLUICE_ADMIN_TOKEN_FILE;\n"
                                   "                       or the token itself in SLUICE_ADMIN_TOKEN)\n"
-                                  "  -o, --output FORMAT  table (default), json or yaml\n"
+                                  "  -o, --output FORMAT  table (default), json or yaml (spend and quotas: also csv)\n"
                                   "  -v, --verbose        more detail (apply: also list unchanged entities)\n"
                                   "  --timeout SECONDS    deadline of each call to the control plane (default 30)\n"
                                   "  -h, --help           show help; after a command, that command's help\n"
@@ -606,6 +609,94 @@ static int cmd_keys_list(run_t *r, const command_t *c, cmd_args_t *a)
     return rc;
 }
 
+/* ---- spend and quotas (ctl_spend.c) ---------------------------------------------------------- */
+
+static ctl_spend_fmt_t spend_fmt(const run_t *r)
+{
+    return r->csv ? CTL_SPEND_CSV : r->fmt == CTL_OUT_TABLE ? CTL_SPEND_TABLE : CTL_SPEND_JSON;
+}
+
+static int cmd_spend(run_t *r, const command_t *c, cmd_args_t *a)
+{
+    Sluice__Admin__V1__GetSpendRequest req;
+    sl_err_t e = {0};
+    if (ctl_spend_request(flag_get(a, "--tenant"), flag_get(a, "--from"), flag_get(a, "--to"), flag_get(a, "--by"),
+                          &req, &e) != 0)
+        return usage_error(r, c, "%s", e.msg);
+    ctl_client_t cl = {0};
+    Sluice__Admin__V1__GetSpendResponse *resp = NULL;
+    int rc = connect_admin(r, &cl);
+    if (rc == 0 &&
+        (rc = call(r, &cl, "GetSpend", &req, &sluice__admin__v1__get_spend_response__descriptor, &resp)) == 0) {
+        ctl_out_spend(&r->obuf, spend_fmt(r), &req, resp);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    ctl_client_close(&cl);
+    return rc;
+}
+
+static int cmd_quotas(run_t *r, const command_t *c, cmd_args_t *a)
+{
+    Sluice__Admin__V1__GetQuotaStatusRequest req;
+    sl_err_t e = {0};
+    if (ctl_quotas_request(flag_get(a, "--tenant"), flag_get(a, "--key"), &req, &e) != 0)
+        return usage_error(r, c, "%s", e.msg);
+    ctl_client_t cl = {0};
+    Sluice__Admin__V1__GetQuotaStatusResponse *resp = NULL;
+    int rc = connect_admin(r, &cl);
+    if (rc == 0 &&
+        (rc = call(r, &cl, "GetQuotaStatus", &req, &sluice__admin__v1__get_quota_status_response__descriptor, &resp)) ==
+            0) {
+        ctl_out_quotas(&r->obuf, spend_fmt(r), resp);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    ctl_client_close(&cl);
+    return rc;
+}
+
+/* ---- alerts (ctl_alerts.c) ---------------------------------------------------------------------- */
+
+static int cmd_alerts_list(run_t *r, const command_t *c, cmd_args_t *a)
+{
+    Sluice__Admin__V1__ListAlertsRequest req = SLUICE__ADMIN__V1__LIST_ALERTS_REQUEST__INIT;
+    const char *rule = flag_get(a, "--rule");
+    if (rule != NULL)
+        req.rule = (char *)rule;
+    ctl_client_t cl = {0};
+    Sluice__Admin__V1__ListAlertsResponse *resp = NULL;
+    int rc = connect_admin(r, &cl);
+    if (rc == 0 &&
+        (rc = call(r, &cl, "ListAlerts", &req, &sluice__admin__v1__list_alerts_response__descriptor, &resp)) == 0) {
+        ctl_out_alerts(&r->obuf, r->fmt != CTL_OUT_TABLE, resp);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    ctl_client_close(&cl);
+    return rc;
+}
+
+static int cmd_alerts_history(run_t *r, const command_t *c, cmd_args_t *a)
+{
+    Sluice__Admin__V1__AlertHistoryRequest req = SLUICE__ADMIN__V1__ALERT_HISTORY_REQUEST__INIT;
+    const char *rule = flag_get(a, "--rule"), *limit = flag_get(a, "--limit");
+    long long n = 0;
+    if (limit != NULL && parse_int(limit, 1, 1000, &n) != 0)
+        return usage_error(r, c, "--limit: \"%s\" is not a number from 1 to 1000", limit);
+    if (rule != NULL)
+        req.rule = (char *)rule;
+    req.limit = (int32_t)n;
+    ctl_client_t cl = {0};
+    Sluice__Admin__V1__AlertHistoryResponse *resp = NULL;
+    int rc = connect_admin(r, &cl);
+    if (rc == 0 &&
+        (rc = call(r, &cl, "AlertHistory", &req, &sluice__admin__v1__alert_history_response__descriptor, &resp)) ==
+            0) {
+        ctl_out_alert_history(&r->obuf, r->fmt != CTL_OUT_TABLE, resp);
+        protobuf_c_message_free_unpacked(&resp->base, NULL);
+    }
+    ctl_client_close(&cl);
+    return rc;
+}
+
 /* ---- the command table -------------------------------------------------------------------- */
 
 static const flag_spec_t apply_flags[] = {
@@ -631,6 +722,29 @@ static const flag_spec_t keys_create_flags[] = {
 };
 static const flag_spec_t keys_list_flags[] = {
     {"--tenant", NULL, 1, 0},
+    {NULL},
+};
+
+static const flag_spec_t spend_flags[] = {
+    {"--tenant", NULL, 1, 0},
+    {"--from", NULL, 1, 0},
+    {"--to", NULL, 1, 0},
+    {"--by", NULL, 1, 0},
+    {NULL},
+};
+static const flag_spec_t quotas_flags[] = {
+    {"--tenant", NULL, 1, 0},
+    {"--key", NULL, 1, 0},
+    {NULL},
+};
+
+static const flag_spec_t alerts_list_flags[] = {
+    {"--rule", NULL, 1, 0},
+    {NULL},
+};
+static const flag_spec_t alerts_history_flags[] = {
+    {"--rule", NULL, 1, 0},
+    {"--limit", NULL, 1, 0},
     {NULL},
 };
 
@@ -668,8 +782,34 @@ static const command_t commands[] = {
     {"keys", "list", "keys list [--tenant T]",
      "Lists virtual keys, all or one tenant's.\n\n  --tenant T   only the keys of tenant T\n", keys_list_flags, 0,
      cmd_keys_list},
+    {NULL, "spend", "spend --tenant T --from YYYY-MM-DD --to YYYY-MM-DD [--by day|model|key]",
+     "Shows a tenant's spend from the ledger, per day of the tenant's time zone (default), per\n"
+     "provider/model or per virtual key, with a total: the same numbers as the report.* SQL views.\n"
+     "Money is printed as exact USD decimals. -o csv gives one row per group with a header.\n\n"
+     "  --tenant T          the tenant\n"
+     "  --from YYYY-MM-DD   the first day\n"
+     "  --to YYYY-MM-DD     the day after the last one (exclusive)\n"
+     "  --by day|model|key  how to group (default day)\n",
+     spend_flags, 0, cmd_spend},
+    {NULL, "quotas", "quotas --tenant T | --key K",
+     "Shows the current window of every quota of a tenant (and of its keys) or of a key (and of its\n"
+     "tenant): limit, settled use, grants outstanding on data planes and what remains.\n\n"
+     "  --tenant T   a tenant's quotas and its keys'\n"
+     "  --key K      a key's quotas and its tenant's\n",
+     quotas_flags, 0, cmd_quotas},
     {"keys", "revoke", "keys revoke ID", "Revokes a virtual key; every data plane rejects it within a second.\n",
      no_flags, 1, cmd_keys_revoke},
+    {"alerts", "list", "alerts list [--rule NAME]",
+     "Lists alert rules (declared under alerts: in apply files) with the state of every scope each\n"
+     "has fired for (firing or resolved, since when), and the sinks (never their secrets).\n\n"
+     "  --rule NAME   only this rule\n",
+     alerts_list_flags, 0, cmd_alerts_list},
+    {"alerts", "history", "alerts history [--rule NAME] [--limit N]",
+     "Lists alert events, newest first, each with its deliveries to sinks: delivered, pending\n"
+     "(attempts so far, next attempt, last error) or failed.\n\n"
+     "  --rule NAME   only this rule's events\n"
+     "  --limit N     at most N events (default 100, at most 1000)\n",
+     alerts_history_flags, 0, cmd_alerts_history},
     {NULL},
 };
 
@@ -686,7 +826,7 @@ static const command_t *find_command(const char *group, const char *name)
 
 static int is_group(const char *s)
 {
-    return strcmp(s, "tenants") == 0 || strcmp(s, "keys") == 0;
+    return strcmp(s, "tenants") == 0 || strcmp(s, "keys") == 0 || strcmp(s, "alerts") == 0;
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -752,7 +892,8 @@ static int parse_globals(run_t *r, int argc, char **argv, char **rest, size_t *n
             *(which == G_SERVER ? &r->server : &r->token_file) = val;
             break;
         case G_OUTPUT:
-            if (ctl_format_parse(val, &r->fmt) != 0)
+            r->csv = strcmp(val, "csv") == 0;
+            if (!r->csv && ctl_format_parse(val, &r->fmt) != 0)
                 return usage_error(r, NULL, "output format \"%s\" is not table, json or yaml", val);
             break;
         case G_TIMEOUT:
@@ -841,6 +982,8 @@ static int run_main(run_t *r, int argc, char **argv)
     memset(&a, 0, sizeof(a));
     if ((rc = parse_cmd_args(r, c, rest + args_at, nrest - args_at, &a)) != 0)
         return rc;
+    if (r->csv && c->fn != cmd_spend && c->fn != cmd_quotas)
+        return usage_error(r, c, "-o csv is only available for spend and quotas");
     return c->fn(r, c, &a);
 }
 

@@ -27,6 +27,8 @@
 #include <yaml.h>
 
 #include "sl_buf.h"
+#include "sl_duration.h"
+#include "sl_json.h"
 #include "sl_money.h"
 
 #define MAX_FILE_BYTES (16u << 20)
@@ -1008,9 +1010,272 @@ static int parse_tenant(pctx_t *c, const yaml_node_t *n)
 static const char *const provider_kinds[] = {
     "openai", "azure_openai", "openai_compatible", "anthropic", "bedrock", "vertex", NULL};
 
+/* ---- credential secrets ------------------------------------------------------ */
+
+#define MAX_SA_BYTES (64u << 10)
+
+static void wipe_free(char *s, size_t n)
+{
+    if (s != NULL) {
+        explicit_bzero(s, n);
+        free(s);
+    }
+}
+
+static void set_secret(cred_t *cr, const char *v, size_t n)
+{
+    cr->secret.data = xrealloc(NULL, n);
+    memcpy(cr->secret.data, v, n);
+    cr->secret.len = n;
+}
+
+/* Reads the variable named by field key of n (the name checked, the value
+ * set and not empty). *name receives the name (malloc'd) and *val a copy of
+ * the value (malloc'd; wipe_free it). Messages name the field, never the
+ * value. */
+static int env_field(pctx_t *c, const yaml_node_t *n, const char *key, char **name, char **val)
+{
+    char q[96];
+    *name = NULL;
+    *val = NULL;
+    int rc = req_text(c, n, key, name);
+    if (rc != 0) {
+        free(*name);
+        *name = NULL;
+        return rc;
+    }
+    size_t mark = path_key(c, key);
+    const char *var = *name, *v = NULL;
+    int valid_var = var[0] != '\0' && !(var[0] >= '0' && var[0] <= '9');
+    for (const char *s = var; *s != '\0'; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            valid_var = 0;
+    if (!valid_var)
+        rc =
+            fail(c, get(c, n, key), "\"%s\" is not an environment variable name", show(var, strlen(var), q, sizeof(q)));
+    else if ((v = c->env(var, c->env_ud)) == NULL)
+        rc = fail(c, get(c, n, key), "environment variable %s is not set", var);
+    else if (v[0] == '\0')
+        rc = fail(c, get(c, n, key), "environment variable %s is empty", var);
+    path_pop(c, mark);
+    if (rc != 0) {
+        free(*name);
+        *name = NULL;
+        return rc;
+    }
+    *val = xstrdup(v);
+    return 0;
+}
+
+/* Why text is not a usable secret for kind (NULL when it is): Bedrock's
+ * {"access_key_id","secret_access_key","session_token"?} object, or a
+ * Google service-account JSON (type service_account, client_email,
+ * private_key, token_uri). Never quotes the text. */
+static const char *secret_shape_error(const char *kind, const char *text, size_t len)
+{
+    int bedrock = strcmp(kind, "bedrock") == 0;
+    size_t cap = len / 2 + 2;
+    sl_json_tok_t *t = xrealloc(NULL, cap * sizeof(*t));
+    const char *why = NULL;
+    int n = sl_json_parse(text, len, t, cap, NULL);
+    if (n < 1 || t[0].type != SL_JSON_OBJECT) {
+        why = bedrock ? "is not a JSON object {\"access_key_id\", \"secret_access_key\", \"session_token\"?}"
+                      : "is not JSON (expected a Google service-account key file)";
+    } else if (bedrock) {
+        static const char *const req[] = {"access_key_id", "secret_access_key"};
+        for (size_t i = 0; why == NULL && i < 2; i++) {
+            int v = sl_json_find(text, t, 0, req[i], strlen(req[i]));
+            if (v < 0 || t[v].type != SL_JSON_STRING || t[v].end == t[v].start)
+                why = i == 0 ? "has no access_key_id string" : "has no secret_access_key string";
+        }
+        int st = sl_json_find(text, t, 0, "session_token", 13);
+        if (why == NULL && st > 0 && t[st].type != SL_JSON_STRING && t[st].type != SL_JSON_NULL)
+            why = "has a session_token that is not a string";
+    } else {
+        int ty = sl_json_find(text, t, 0, "type", 4);
+        if (ty < 0 || t[ty].type != SL_JSON_STRING || !sl_json_str_eq(text, &t[ty], "service_account", 15)) {
+            why = "is not a service-account key (its \"type\" is not \"service_account\")";
+        } else {
+            static const char *const req[] = {"client_email", "private_key", "token_uri"};
+            static const char *const whys[] = {"has no client_email", "has no private_key", "has no token_uri"};
+            for (size_t i = 0; why == NULL && i < 3; i++) {
+                int v = sl_json_find(text, t, 0, req[i], strlen(req[i]));
+                if (v < 0 || t[v].type != SL_JSON_STRING || t[v].end == t[v].start)
+                    why = whys[i];
+            }
+        }
+    }
+    free(t);
+    return why;
+}
+
+/* Reads a service-account file: a relative path is taken from the directory
+ * of the YAML file naming it. *out is malloc'd (wipe_free it). */
+static int read_sa_file(pctx_t *c, const yaml_node_t *n, const char *path, char **out, size_t *outlen)
+{
+    char full[4096];
+    const char *slash = strrchr(c->source, '/');
+    if (path[0] != '/' && slash != NULL && strcmp(c->source, "<stdin>") != 0)
+        snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - c->source), c->source, path);
+    else
+        snprintf(full, sizeof(full), "%s", path);
+    char q[96];
+    FILE *f = fopen(full, "rb");
+    if (f == NULL)
+        return fail(c, n, "could not open \"%s\": %s", show(full, strlen(full), q, sizeof(q)), strerror(errno));
+    char *buf = xrealloc(NULL, MAX_SA_BYTES + 1);
+    size_t len = fread(buf, 1, MAX_SA_BYTES + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || len > MAX_SA_BYTES || len == 0) {
+        wipe_free(buf, MAX_SA_BYTES + 1);
+        if (bad)
+            return fail(c, n, "could not read \"%s\"", show(full, strlen(full), q, sizeof(q)));
+        return fail(c, n, "\"%s\" is %s", show(full, strlen(full), q, sizeof(q)),
+                    len == 0 ? "empty" : "larger than 64 KiB");
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *outlen = len;
+    return 0;
+}
+
+/* The secret of a credential: secret_env for every kind; for bedrock also
+ * access_key_id_env + secret_access_key_env [+ session_token_env]
+ * assembled into Bedrock's JSON; for vertex also service_account_file or
+ * service_account_env (the key file's JSON). */
+static int read_secret(pctx_t *c, const yaml_node_t *n, const provider_t *p, cred_t *cr)
+{
+    static const char *const aws[] = {"access_key_id_env", "secret_access_key_env", "session_token_env"};
+    static const char *const sa[] = {"service_account_file", "service_account_env"};
+    int bedrock = strcmp(p->kind, "bedrock") == 0, vertex = strcmp(p->kind, "vertex") == 0;
+    const char *given[4];
+    size_t ngiven = 0, mark;
+    int rc;
+    if (get(c, n, "secret_env") != NULL)
+        given[ngiven++] = "secret_env";
+    for (size_t i = 0; i < 3; i++) {
+        if (get(c, n, aws[i]) == NULL)
+            continue;
+        if (!bedrock) {
+            mark = path_key(c, aws[i]);
+            rc = fail(c, get(c, n, aws[i]), "is only for providers of kind bedrock");
+            path_pop(c, mark);
+            return rc;
+        }
+        if (i == 0 || ngiven == 0 || strcmp(given[ngiven - 1], "access_key_id_env") != 0)
+            given[ngiven++] = "access_key_id_env";
+    }
+    for (size_t i = 0; i < 2; i++) {
+        if (get(c, n, sa[i]) == NULL)
+            continue;
+        if (!vertex) {
+            mark = path_key(c, sa[i]);
+            rc = fail(c, get(c, n, sa[i]), "is only for providers of kind vertex");
+            path_pop(c, mark);
+            return rc;
+        }
+        given[ngiven++] = sa[i];
+    }
+    if (ngiven > 1)
+        return fail(c, n, "give one secret source, not both %s and %s", given[0], given[1]);
+
+    char *name = NULL, *val = NULL;
+    const char *shape_error = NULL;
+    const char *field = ngiven == 1 ? given[0] : "secret_env";
+    if (ngiven == 0 && bedrock)
+        return fail(c, n,
+                    "a bedrock key needs access_key_id_env and secret_access_key_env (or secret_env holding the "
+                    "credential JSON)");
+    if (ngiven == 0 && vertex)
+        return fail(c, n, "a vertex key needs service_account_file or service_account_env (or secret_env)");
+
+    if (strcmp(field, "access_key_id_env") == 0) {
+        char *names[3] = {NULL, NULL, NULL}, *vals[3] = {NULL, NULL, NULL};
+        rc = 0;
+        for (size_t i = 0; rc == 0 && i < 3; i++) {
+            if (i == 2 && get(c, n, aws[i]) == NULL)
+                break;
+            rc = env_field(c, n, aws[i], &names[i], &vals[i]);
+        }
+        if (rc == 0) {
+            size_t total = strlen(vals[0]) + strlen(vals[1]) + (vals[2] != NULL ? strlen(vals[2]) : 0);
+            sl_buf_t b = {0};
+            sl_buf_reserve(&b, 6 * total + 128); /* no reallocation: no stray copies */
+            sl_buf_puts(&b, "{\"access_key_id\":");
+            sl_buf_json_str(&b, vals[0], strlen(vals[0]));
+            sl_buf_puts(&b, ",\"secret_access_key\":");
+            sl_buf_json_str(&b, vals[1], strlen(vals[1]));
+            if (vals[2] != NULL) {
+                sl_buf_puts(&b, ",\"session_token\":");
+                sl_buf_json_str(&b, vals[2], strlen(vals[2]));
+            }
+            sl_buf_puts(&b, "}");
+            set_secret(cr, b.data, b.len);
+            explicit_bzero(b.data, b.cap);
+            sl_buf_free(&b);
+            sl_buf_t envs = {0};
+            sl_buf_printf(&envs, "%s,%s%s%s", names[0], names[1], names[2] != NULL ? "," : "",
+                          names[2] != NULL ? names[2] : "");
+            set_str(&cr->secret_env, xstrdup(envs.data));
+            sl_buf_free(&envs);
+        }
+        for (size_t i = 0; i < 3; i++) {
+            free(names[i]);
+            wipe_free(vals[i], vals[i] != NULL ? strlen(vals[i]) : 0);
+        }
+        return rc;
+    }
+    if (strcmp(field, "service_account_file") == 0) {
+        char *path = NULL, *text = NULL;
+        size_t len = 0;
+        if ((rc = req_text(c, n, field, &path)) != 0) {
+            free(path);
+            return rc;
+        }
+        mark = path_key(c, field);
+        rc = read_sa_file(c, get(c, n, field), path, &text, &len);
+        if (rc == 0 && (shape_error = secret_shape_error(p->kind, text, len)) != NULL) {
+            char q[96];
+            rc = fail(c, get(c, n, field), "\"%s\" %s", show(path, strlen(path), q, sizeof(q)), shape_error);
+        }
+        path_pop(c, mark);
+        if (rc == 0)
+            set_secret(cr, text, len);
+        free(path);
+        wipe_free(text, MAX_SA_BYTES + 1);
+        return rc;
+    }
+    /* secret_env or service_account_env: one variable holds the secret */
+    if ((rc = env_field(c, n, field, &name, &val)) != 0)
+        return rc;
+    if ((bedrock || vertex) && (shape_error = secret_shape_error(p->kind, val, strlen(val))) != NULL) {
+        mark = path_key(c, field);
+        rc = fail(c, get(c, n, field), "the value of %s %s", name, shape_error);
+        path_pop(c, mark);
+    }
+    if (rc == 0) {
+        set_secret(cr, val, strlen(val));
+        set_str(&cr->secret_env, name);
+        name = NULL;
+    }
+    free(name);
+    wipe_free(val, strlen(val));
+    return rc;
+}
+
 static int parse_credential(pctx_t *c, const yaml_node_t *n, provider_t *p, size_t index)
 {
-    static const char *const allowed[] = {"id", "secret_env", "weight", "params", NULL};
+    static const char *const allowed[] = {"id",
+                                          "secret_env",
+                                          "weight",
+                                          "params",
+                                          "access_key_id_env",
+                                          "secret_access_key_env",
+                                          "session_token_env",
+                                          "service_account_file",
+                                          "service_account_env",
+                                          NULL};
     int rc = check_map(c, n, allowed, "field");
     if (rc != 0)
         return rc;
@@ -1037,29 +1302,8 @@ static int parse_credential(pctx_t *c, const yaml_node_t *n, provider_t *p, size
     if ((rc = opt_int(c, n, "weight", 1, 1000000, &weight, NULL)) != 0)
         return rc;
     cr->weight = (int32_t)weight;
-    if ((rc = req_text(c, n, "secret_env", &cr->secret_env)) != 0)
+    if ((rc = read_secret(c, n, p, cr)) != 0)
         return rc;
-    size_t mark = path_key(c, "secret_env");
-    const char *var = cr->secret_env;
-    int valid_var = var[0] != '\0' && !(var[0] >= '0' && var[0] <= '9');
-    for (const char *s = var; *s != '\0'; s++)
-        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
-            valid_var = 0;
-    const char *val = NULL;
-    if (!valid_var)
-        rc = fail(c, get(c, n, "secret_env"), "\"%s\" is not an environment variable name",
-                  show(var, strlen(var), q, sizeof(q)));
-    else if ((val = c->env(var, c->env_ud)) == NULL)
-        rc = fail(c, get(c, n, "secret_env"), "environment variable %s is not set", var);
-    else if (val[0] == '\0')
-        rc = fail(c, get(c, n, "secret_env"), "environment variable %s is empty", var);
-    path_pop(c, mark);
-    if (rc != 0)
-        return rc;
-    size_t vlen = strlen(val);
-    cr->secret.data = xrealloc(NULL, vlen);
-    memcpy(cr->secret.data, val, vlen);
-    cr->secret.len = vlen;
     strmap_t sm = {0};
     if ((rc = opt_params(c, n, &sm)) != 0) {
         strmap_free(&sm);
@@ -1068,6 +1312,81 @@ static int parse_credential(pctx_t *c, const yaml_node_t *n, provider_t *p, size
     MOVE_PARAMS(sm, Sluice__Config__V1__Credential__ParamsEntry, cr->params, cr->n_params,
                 SLUICE__CONFIG__V1__CREDENTIAL__PARAMS_ENTRY__INIT);
     return 0;
+}
+
+static const char *provider_param(const provider_t *p, const char *key)
+{
+    for (size_t i = 0; i < p->n_params; i++)
+        if (strcmp(p->params[i]->key, key) == 0)
+            return p->params[i]->value;
+    return NULL;
+}
+
+/* A DNS label's worth of [a-z0-9-]: safe to put in a host name. */
+static int host_label(const char *s)
+{
+    if (s[0] == '\0' || strlen(s) > 63)
+        return 0;
+    for (; *s != '\0'; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* Kind-specific rules once a provider is read: bedrock needs params.region
+ * (it signs requests) and defaults base_url to the region's Bedrock Runtime
+ * endpoint; vertex defaults base_url to the endpoint of params.location
+ * (us-central1 when absent). */
+static int provider_defaults(pctx_t *c, const yaml_node_t *n, provider_t *p)
+{
+    char q[96], url[160];
+    int rc = 0;
+    size_t mark;
+    if (strcmp(p->kind, "bedrock") == 0) {
+        const char *region = provider_param(p, "region");
+        int every_key_has_one = p->n_credentials > 0;
+        for (size_t i = 0; i < p->n_credentials; i++) {
+            int found = 0;
+            for (size_t j = 0; j < p->credentials[i]->n_params; j++)
+                found |= strcmp(p->credentials[i]->params[j]->key, "region") == 0;
+            every_key_has_one &= found;
+        }
+        mark = path_key(c, "params");
+        size_t m2 = path_key(c, "region");
+        if (region == NULL && !every_key_has_one)
+            rc = fail(c, n, "is required for kind bedrock (e.g. params: {region: us-east-1})");
+        else if (region != NULL && !host_label(region))
+            rc = fail(c, n, "\"%s\" is not an AWS region name", show(region, strlen(region), q, sizeof(q)));
+        path_pop(c, m2);
+        path_pop(c, mark);
+        if (rc != 0)
+            return rc;
+        if (p->base_url[0] == '\0') {
+            if (region == NULL) {
+                mark = path_key(c, "base_url");
+                rc = fail(c, n, "is required when the provider has no params.region");
+                path_pop(c, mark);
+                return rc;
+            }
+            snprintf(url, sizeof(url), "https://bedrock-runtime.%s.amazonaws.com", region);
+            set_str(&p->base_url, xstrdup(url));
+        }
+    } else if (strcmp(p->kind, "vertex") == 0 && p->base_url[0] == '\0') {
+        const char *loc = provider_param(p, "location");
+        if (loc == NULL)
+            loc = "us-central1"; /* the data plane's default location too */
+        if (strcmp(loc, "global") == 0) {
+            set_str(&p->base_url, xstrdup("https://aiplatform.googleapis.com"));
+        } else if (host_label(loc)) {
+            snprintf(url, sizeof(url), "https://%s-aiplatform.googleapis.com", loc);
+            set_str(&p->base_url, xstrdup(url));
+        } else {
+            mark = path_key(c, "base_url");
+            rc = fail(c, n, "is required: params.location is not a location name");
+            path_pop(c, mark);
+        }
+    }
+    return rc;
 }
 
 static int parse_provider(pctx_t *c, const yaml_node_t *n)
@@ -1155,6 +1474,8 @@ static int parse_provider(pctx_t *c, const yaml_node_t *n)
         path_pop(c, im);
     }
     path_pop(c, mark);
+    if (rc == 0)
+        rc = provider_defaults(c, n, p);
     return rc;
 }
 
@@ -1293,6 +1614,342 @@ static int parse_vkey(pctx_t *c, const yaml_node_t *n)
     return rc;
 }
 
+/* ---- alerts: sinks and rules ------------------------------------------------------ */
+
+typedef Sluice__Config__V1__AlertSink sink_t;
+typedef Sluice__Config__V1__AlertRule rule_t;
+
+/* Reads the variable named by field key (an *_env field) into *secret and
+ * the name into *env_name. Never shows the value. */
+static int read_env_secret(pctx_t *c, const yaml_node_t *map, const char *key, ProtobufCBinaryData *secret,
+                           char **env_name)
+{
+    int rc = req_text(c, map, key, env_name);
+    if (rc != 0)
+        return rc;
+    size_t mark = path_key(c, key);
+    const char *var = *env_name;
+    char q[96];
+    int valid = var[0] != '\0' && !(var[0] >= '0' && var[0] <= '9');
+    for (const char *s = var; *s != '\0'; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            valid = 0;
+    const char *val = NULL;
+    if (!valid)
+        rc = fail(c, get(c, map, key), "\"%s\" is not an environment variable name",
+                  show(var, strlen(var), q, sizeof(q)));
+    else if ((val = c->env(var, c->env_ud)) == NULL)
+        rc = fail(c, get(c, map, key), "environment variable %s is not set", var);
+    else if (val[0] == '\0')
+        rc = fail(c, get(c, map, key), "environment variable %s is empty", var);
+    path_pop(c, mark);
+    if (rc != 0)
+        return rc;
+    size_t vlen = strlen(val);
+    secret->data = xrealloc(NULL, vlen);
+    memcpy(secret->data, val, vlen);
+    secret->len = vlen;
+    return 0;
+}
+
+static int parse_alert_sink(pctx_t *c, const yaml_node_t *n)
+{
+    static const char *const allowed[] = {"name", "kind", "url", "secret_env", "routing_key_env", "url_env", NULL};
+    static const char *const kinds[] = {"webhook", "slack", "pagerduty", "alertmanager", NULL};
+    /* the one variable each kind reads its secret from (NULL: none) */
+    static const char *const env_field[] = {"secret_env", "url_env", "routing_key_env", NULL};
+    ctl_doc_t *d = c->doc;
+    int rc = check_map(c, n, allowed, "field");
+    if (rc != 0)
+        return rc;
+    sink_t *s = NEW(sink_t, SLUICE__CONFIG__V1__ALERT_SINK__INIT);
+    PUSH(d->pb->alert_sinks, d->pb->n_alert_sinks, s);
+    d->sink_at = xrealloc(d->sink_at, d->pb->n_alert_sinks * sizeof(char *));
+    d->sink_at[d->pb->n_alert_sinks - 1] = origin(c, n);
+    if ((rc = req_id(c, n, "name", &s->name)) != 0 || (rc = req_text(c, n, "kind", &s->kind)) != 0)
+        return rc;
+    size_t k;
+    for (k = 0; kinds[k] != NULL; k++)
+        if (strcmp(kinds[k], s->kind) == 0)
+            break;
+    char q[96];
+    if (kinds[k] == NULL) {
+        size_t mark = path_key(c, "kind");
+        rc =
+            fail(c, get(c, n, "kind"), "\"%s\" is not a sink kind (expected webhook, slack, pagerduty or alertmanager)",
+                 show(s->kind, strlen(s->kind), q, sizeof(q)));
+        path_pop(c, mark);
+        return rc;
+    }
+    for (size_t e = 0; e < 3; e++) {
+        if (e == k || get(c, n, env_field[e]) == NULL)
+            continue;
+        size_t mark = path_key(c, env_field[e]);
+        rc = fail(c, get(c, n, env_field[e]), "not used by a %s sink", s->kind);
+        path_pop(c, mark);
+        return rc;
+    }
+    if ((rc = opt_text(c, n, "url", &s->url)) != 0)
+        return rc;
+    const char *u = s->url;
+    if (u[0] != '\0' && strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) {
+        size_t mark = path_key(c, "url");
+        rc = fail(c, get(c, n, "url"), "\"%s\" is not an http(s) URL", show(u, strlen(u), q, sizeof(q)));
+        path_pop(c, mark);
+        return rc;
+    }
+    if (k == 1 && u[0] != '\0') { /* slack */
+        size_t mark = path_key(c, "url");
+        rc = fail(c, get(c, n, "url"), "a Slack webhook URL is a secret: put it in a variable and give url_env");
+        path_pop(c, mark);
+        return rc;
+    }
+    if ((k == 0 || k == 3) && u[0] == '\0') {
+        size_t mark = path_key(c, "url");
+        rc = fail(c, n, "is required for a %s sink", s->kind);
+        path_pop(c, mark);
+        return rc;
+    }
+    if (k < 3 && (k != 0 || get(c, n, "secret_env") != NULL)) /* a webhook may go unsigned */
+        rc = read_env_secret(c, n, env_field[k], &s->secret, &s->secret_env);
+    return rc;
+}
+
+/* A non-negative decimal with at most six fraction digits, in millionths. */
+static int read_micro(pctx_t *c, const yaml_node_t *n, int64_t *out)
+{
+    char g[128], q[96];
+    if (n->type != YAML_SCALAR_NODE)
+        return fail(c, n, "expected a number, got %s", got(n, g, sizeof(g)));
+    if (sl_usd_parse(sval(n), slen(n), 6, out) != 0)
+        return fail(c, n, "\"%s\" is not a decimal number (at most 6 decimal places, not negative)",
+                    show(sval(n), slen(n), q, sizeof(q)));
+    return 0;
+}
+
+static int opt_micro(pctx_t *c, const yaml_node_t *map, const char *key, int64_t *out)
+{
+    yaml_node_t *v = get(c, map, key);
+    if (v == NULL)
+        return 0;
+    size_t mark = path_key(c, key);
+    int rc = read_micro(c, v, out);
+    if (rc == 0 && *out == 0)
+        rc = fail(c, v, "must be greater than 0");
+    path_pop(c, mark);
+    return rc;
+}
+
+static int parse_alert_scope(pctx_t *c, const yaml_node_t *map, rule_t *r)
+{
+    static const char *const allowed[] = {"virtual_key", "tenant", "all_tenants", "provider", NULL};
+    yaml_node_t *n = get(c, map, "scope");
+    size_t mark = path_key(c, "scope");
+    int rc = 0;
+    Sluice__Config__V1__AlertScope *s = NEW(Sluice__Config__V1__AlertScope, SLUICE__CONFIG__V1__ALERT_SCOPE__INIT);
+    r->scope = s;
+    if (n == NULL)
+        rc = fail(c, map, "is required ({virtual_key: ID}, {tenant: ID}, {all_tenants: true} or {provider: NAME})");
+    else if ((rc = check_map(c, n, allowed, "field")) == 0 &&
+             n->data.mapping.pairs.top - n->data.mapping.pairs.start != 1)
+        rc = fail(c, n, "give exactly one of virtual_key, tenant, all_tenants, provider");
+    if (rc == 0 && get(c, n, "virtual_key") != NULL)
+        rc = req_id(c, n, "virtual_key", &s->virtual_key);
+    if (rc == 0 && get(c, n, "tenant") != NULL)
+        rc = req_id(c, n, "tenant", &s->tenant);
+    if (rc == 0 && get(c, n, "provider") != NULL && (rc = req_text(c, n, "provider", &s->provider)) == 0) {
+        size_t pm = path_key(c, "provider");
+        rc = check_provider_ref(c, get(c, n, "provider"), s->provider);
+        path_pop(c, pm);
+    }
+    yaml_node_t *all = rc == 0 ? get(c, n, "all_tenants") : NULL;
+    if (all != NULL) {
+        size_t am = path_key(c, "all_tenants");
+        if (all->type != YAML_SCALAR_NODE || scalar_kind(all) != SK_BOOL ||
+            (sval(all)[0] != 't' && sval(all)[0] != 'T'))
+            rc = fail(c, all, "must be true");
+        else
+            s->all_tenants = 1;
+        path_pop(c, am);
+    } else if (rc == 0 && n != NULL && s->virtual_key[0] == '\0' && s->tenant[0] == '\0' && s->provider[0] == '\0') {
+        rc = fail(c, n, "give exactly one of virtual_key, tenant, all_tenants, provider");
+    }
+    path_pop(c, mark);
+    return rc;
+}
+
+static int parse_alert_rule(pctx_t *c, const yaml_node_t *n)
+{
+    static const char *const allowed[] = {"name",         "kind",           "scope",     "thresholds",
+                                          "sensitivity",  "min_hourly_usd", "threshold", "window",
+                                          "min_requests", "severity",       "sinks",     NULL};
+    static const char *const kinds[] = {"budget_threshold", "spend_anomaly", "error_rate", "circuit_open", NULL};
+    ctl_doc_t *d = c->doc;
+    int rc = check_map(c, n, allowed, "field");
+    if (rc != 0)
+        return rc;
+    rule_t *r = NEW(rule_t, SLUICE__CONFIG__V1__ALERT_RULE__INIT);
+    PUSH(d->pb->alert_rules, d->pb->n_alert_rules, r);
+    d->rule_at = xrealloc(d->rule_at, d->pb->n_alert_rules * sizeof(char *));
+    d->rule_at[d->pb->n_alert_rules - 1] = origin(c, n);
+    if ((rc = req_id(c, n, "name", &r->name)) != 0 || (rc = req_text(c, n, "kind", &r->kind)) != 0)
+        return rc;
+    size_t k;
+    for (k = 0; kinds[k] != NULL; k++)
+        if (strcmp(kinds[k], r->kind) == 0)
+            break;
+    char q[96];
+    if (kinds[k] == NULL) {
+        size_t mark = path_key(c, "kind");
+        rc = fail(c, get(c, n, "kind"),
+                  "\"%s\" is not a rule kind (expected budget_threshold, spend_anomaly, error_rate or circuit_open)",
+                  show(r->kind, strlen(r->kind), q, sizeof(q)));
+        path_pop(c, mark);
+        return rc;
+    }
+    /* which fields each kind takes */
+    static const char *const only[][2] = {{"thresholds", "budget_threshold"},
+                                          {"sensitivity", "spend_anomaly"},
+                                          {"min_hourly_usd", "spend_anomaly"},
+                                          {"threshold", "error_rate"},
+                                          {"min_requests", "error_rate"}};
+    for (size_t i = 0; i < NELEM(only); i++) {
+        if (get(c, n, only[i][0]) == NULL || strcmp(only[i][1], r->kind) == 0)
+            continue;
+        size_t mark = path_key(c, only[i][0]);
+        rc = fail(c, get(c, n, only[i][0]), "applies only to %s rules", only[i][1]);
+        path_pop(c, mark);
+        return rc;
+    }
+    if (get(c, n, "window") != NULL && k != 2 && k != 3) {
+        size_t mark = path_key(c, "window");
+        rc = fail(c, get(c, n, "window"), "applies only to error_rate and circuit_open rules");
+        path_pop(c, mark);
+        return rc;
+    }
+    if ((rc = parse_alert_scope(c, n, r)) != 0)
+        return rc;
+    yaml_node_t *th;
+    if ((rc = opt_seq(c, n, "thresholds", &th)) != 0)
+        return rc;
+    if (k == 0 && seq_len(th) == 0) {
+        size_t mark = path_key(c, "thresholds");
+        rc = fail(c, n, "is required: fractions of the budget, e.g. [0.5, 0.8, 1.0]");
+        path_pop(c, mark);
+        return rc;
+    }
+    size_t mark = path_key(c, "thresholds");
+    for (size_t i = 0; rc == 0 && i < seq_len(th); i++) {
+        size_t im = path_index(c, i);
+        int64_t v;
+        yaml_node_t *it = seq_at(c, th, i);
+        if ((rc = read_micro(c, it, &v)) == 0 && (v == 0 || v > 10000000))
+            rc = fail(c, it, "must be above 0 and at most 10 (a fraction of the budget: 0.8 is 80%%)");
+        for (size_t j = 0; rc == 0 && j < r->n_thresholds_micro; j++)
+            if (r->thresholds_micro[j] == v)
+                rc = fail(c, it, "is listed twice");
+        if (rc == 0)
+            PUSH(r->thresholds_micro, r->n_thresholds_micro, v);
+        path_pop(c, im);
+    }
+    path_pop(c, mark);
+    if (rc != 0 || (rc = opt_micro(c, n, "sensitivity", &r->sensitivity_micro)) != 0 ||
+        (rc = opt_micro(c, n, "threshold", &r->threshold_micro)) != 0 ||
+        (rc = opt_usd(c, n, "min_hourly_usd", 9, &r->min_hourly_nano, NULL)) != 0 ||
+        (rc = opt_int(c, n, "min_requests", 1, 1000000000, &r->min_requests, NULL)) != 0 ||
+        (rc = opt_text(c, n, "severity", &r->severity)) != 0)
+        return rc;
+    if (k == 2 && r->threshold_micro == 0) {
+        mark = path_key(c, "threshold");
+        rc = fail(c, n, "is required: the fraction of failed requests that fires, e.g. 0.2");
+        path_pop(c, mark);
+        return rc;
+    }
+    if (k == 2 && r->threshold_micro >= 1000000) {
+        mark = path_key(c, "threshold");
+        rc = fail(c, get(c, n, "threshold"), "must be below 1 (a fraction of requests)");
+        path_pop(c, mark);
+        return rc;
+    }
+    const char *sev = r->severity;
+    if (sev[0] != '\0' && strcmp(sev, "critical") && strcmp(sev, "error") && strcmp(sev, "warning") &&
+        strcmp(sev, "info")) {
+        mark = path_key(c, "severity");
+        rc = fail(c, get(c, n, "severity"), "\"%s\" is not one of critical, error, warning, info",
+                  show(sev, strlen(sev), q, sizeof(q)));
+        path_pop(c, mark);
+        return rc;
+    }
+    char *w = NULL;
+    if ((rc = opt_text(c, n, "window", &w)) != 0)
+        return rc;
+    if (w != NULL) {
+        int64_t ms;
+        mark = path_key(c, "window");
+        if (sl_duration_parse_ms(w, strlen(w), &ms) != 0 || ms % 1000 != 0 || ms > 7 * 86400000LL)
+            rc = fail(c, get(c, n, "window"),
+                      "\"%s\" is not a duration in whole seconds of at most 7 days (e.g. 5m, 90s, 1h)",
+                      show(w, strlen(w), q, sizeof(q)));
+        else if (k == 2 && ms < 60000)
+            rc = fail(c, get(c, n, "window"), "must be at least 1m (the ledger counts per minute)");
+        else
+            r->window_seconds = ms / 1000;
+        path_pop(c, mark);
+        free(w);
+        if (rc != 0)
+            return rc;
+    }
+    yaml_node_t *sinks;
+    if ((rc = opt_seq(c, n, "sinks", &sinks)) != 0)
+        return rc;
+    mark = path_key(c, "sinks");
+    for (size_t i = 0; rc == 0 && i < seq_len(sinks); i++) {
+        size_t im = path_index(c, i);
+        yaml_node_t *it = seq_at(c, sinks, i);
+        char *s = NULL;
+        if (is_null(it))
+            rc = fail(c, it, "expected a sink name, got null");
+        else if ((rc = read_text(c, it, &s)) == 0 && !valid_id(s, 128))
+            rc = fail(c, it, "\"%s\" is not a valid sink name", show(s, strlen(s), q, sizeof(q)));
+        for (size_t j = 0; rc == 0 && j < r->n_sinks; j++)
+            if (strcmp(r->sinks[j], s) == 0)
+                rc = fail(c, it, "\"%s\" is listed twice", s);
+        if (rc == 0)
+            PUSH(r->sinks, r->n_sinks, s);
+        else
+            free(s);
+        path_pop(c, im);
+    }
+    path_pop(c, mark);
+    return rc;
+}
+
+/* alerts: {sinks: [...], rules: [...]} */
+static int parse_alerts(pctx_t *c, const yaml_node_t *n)
+{
+    static const char *const allowed[] = {"sinks", "rules", NULL};
+    if (n == NULL)
+        return 0;
+    size_t mark = path_key(c, "alerts");
+    int rc = check_map(c, n, allowed, "field");
+    static const char *const lists[] = {"sinks", "rules"};
+    static int (*const parsers[])(pctx_t *, const yaml_node_t *) = {parse_alert_sink, parse_alert_rule};
+    for (size_t l = 0; rc == 0 && l < 2; l++) {
+        yaml_node_t *seq;
+        if ((rc = opt_seq(c, n, lists[l], &seq)) != 0)
+            break;
+        size_t lm = path_key(c, lists[l]);
+        for (size_t i = 0; rc == 0 && i < seq_len(seq); i++) {
+            size_t im = path_index(c, i);
+            rc = parsers[l](c, seq_at(c, seq, i));
+            path_pop(c, im);
+        }
+        path_pop(c, lm);
+    }
+    path_pop(c, mark);
+    return rc;
+}
+
 /* ---- duplicates ------------------------------------------------------------------- */
 
 /* Index of a tenant/provider/model/key in doc equal to the one given, or -1. */
@@ -1351,6 +2008,16 @@ static int check_duplicates(const ctl_doc_t *into, const ctl_doc_t *add, sl_err_
         if ((j = find_key(into, a->virtual_keys[i]->id, self ? i : into->pb->n_virtual_keys)) >= 0)
             return sl_err_set(err, SL_EINVAL, "%s: duplicate virtual key \"%s\" (also defined at %s)", add->key_at[i],
                               a->virtual_keys[i]->id, into->key_at[j]);
+    for (size_t i = 0; i < a->n_alert_sinks; i++)
+        for (size_t k = 0; k < (self ? i : into->pb->n_alert_sinks); k++)
+            if (strcmp(into->pb->alert_sinks[k]->name, a->alert_sinks[i]->name) == 0)
+                return sl_err_set(err, SL_EINVAL, "%s: duplicate alert sink \"%s\" (also defined at %s)",
+                                  add->sink_at[i], a->alert_sinks[i]->name, into->sink_at[k]);
+    for (size_t i = 0; i < a->n_alert_rules; i++)
+        for (size_t k = 0; k < (self ? i : into->pb->n_alert_rules); k++)
+            if (strcmp(into->pb->alert_rules[k]->name, a->alert_rules[i]->name) == 0)
+                return sl_err_set(err, SL_EINVAL, "%s: duplicate alert rule \"%s\" (also defined at %s)",
+                                  add->rule_at[i], a->alert_rules[i]->name, into->rule_at[k]);
     return 0;
 }
 
@@ -1361,14 +2028,16 @@ static int parse_root(pctx_t *c, const yaml_node_t *root)
     static const char *const sections[] = {"tenants", "providers", "models", "virtual_keys", NULL};
     static int (*const parsers[])(pctx_t *, const yaml_node_t *) = {parse_tenant, parse_provider, parse_model,
                                                                     parse_vkey};
+    static const char *const allowed[] = {"tenants", "providers", "models", "virtual_keys", "alerts", NULL};
     if (is_null(root))
         return 0; /* an empty document contributes nothing */
     if (root->type != YAML_MAPPING_NODE) {
         char g[128];
-        return fail(c, root, "expected a mapping of sections (tenants, providers, models, virtual_keys), got %s",
+        return fail(c, root,
+                    "expected a mapping of sections (tenants, providers, models, virtual_keys, alerts), got %s",
                     got(root, g, sizeof(g)));
     }
-    int rc = check_map(c, root, sections, "section");
+    int rc = check_map(c, root, allowed, "section");
     for (size_t s = 0; rc == 0 && sections[s] != NULL; s++) {
         yaml_node_t *seq;
         if ((rc = opt_seq(c, root, sections[s], &seq)) != 0)
@@ -1381,6 +2050,8 @@ static int parse_root(pctx_t *c, const yaml_node_t *root)
         }
         path_pop(c, mark);
     }
+    if (rc == 0)
+        rc = parse_alerts(c, get(c, root, "alerts"));
     return rc;
 }
 
@@ -1398,7 +2069,9 @@ void ctl_doc_init(ctl_doc_t *doc)
 size_t ctl_doc_count(const ctl_doc_t *doc)
 {
     const Sluice__Admin__V1__Document *p = doc->pb;
-    return p == NULL ? 0 : p->n_tenants + p->n_providers + p->n_models + p->n_virtual_keys;
+    return p == NULL ? 0
+                     : p->n_tenants + p->n_providers + p->n_models + p->n_virtual_keys + p->n_alert_sinks +
+                           p->n_alert_rules;
 }
 
 static void free_origins(char **at, size_t n)
@@ -1416,6 +2089,13 @@ void ctl_doc_free(ctl_doc_t *doc)
         free_origins(doc->provider_at, p->n_providers);
         free_origins(doc->model_at, p->n_models);
         free_origins(doc->key_at, p->n_virtual_keys);
+        free_origins(doc->sink_at, p->n_alert_sinks);
+        free_origins(doc->rule_at, p->n_alert_rules);
+        for (size_t i = 0; i < p->n_alert_sinks; i++) {
+            ProtobufCBinaryData *s = &p->alert_sinks[i]->secret;
+            if (s->data != NULL)
+                explicit_bzero(s->data, s->len);
+        }
         for (size_t i = 0; i < p->n_providers; i++)
             for (size_t j = 0; j < p->providers[i]->n_credentials; j++) {
                 ProtobufCBinaryData *s = &p->providers[i]->credentials[j]->secret;
@@ -1486,6 +2166,8 @@ int ctl_doc_add_yaml(ctl_doc_t *doc, const char *source, const char *text, size_
         MOVE_LIST(doc, &tmp, providers, provider_at);
         MOVE_LIST(doc, &tmp, models, model_at);
         MOVE_LIST(doc, &tmp, virtual_keys, key_at);
+        MOVE_LIST(doc, &tmp, alert_sinks, sink_at);
+        MOVE_LIST(doc, &tmp, alert_rules, rule_at);
     }
     ctl_doc_free(&tmp);
     return rc;

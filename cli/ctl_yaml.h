@@ -3,9 +3,10 @@
  * Document that Admin.Apply takes.
  *
  * Top-level sections: tenants, providers, models, virtual_keys (each a list;
- * any may be absent). Unknown sections and unknown fields are errors, so a
- * typo is never silently ignored. USD amounts are read from the scalar text
- * with sl_usd_parse (never through a double). A credential's `secret_env: VAR`
+ * any may be absent), and alerts ({sinks: [...], rules: [...]}). Unknown
+ * sections and unknown fields are errors, so a typo is never silently
+ * ignored. USD amounts are read from the scalar text with sl_usd_parse (never
+ * through a double). A credential's `secret_env: VAR`
  * is resolved through the env callback while parsing; an unset or empty
  * variable is an error naming the variable, never showing a value.
  *
@@ -41,6 +42,8 @@ typedef struct ctl_doc {
     char **provider_at;
     char **model_at;
     char **key_at;
+    char **sink_at; /* alert sinks and rules */
+    char **rule_at;
 } ctl_doc_t;
 
 /* Prepares an empty document. Free with ctl_doc_free(). */

@@ -2,6 +2,7 @@
  * cp_apply.c - declarative apply: validate, load, diff, write, one bump.
  */
 #include "cp_apply.h"
+#include "cp_alert_store.h"
 #include "cp_diff.h"
 #include "cp_validate.h"
 #include "sl_crypto.h"
@@ -329,6 +330,27 @@ static int plan_all(cp_db_t *db, const cp_doc_pb *doc, const struct current *cur
     return 0;
 }
 
+/* Alert sinks and rules (cp_alert_store) join the same plan list. */
+static int plan_alerts(cp_db_t *db, const cp_keys_t *keys, const cp_doc_pb *doc, const cp_apply_opts_t *opts,
+                       cp_arena_t *a, struct vec *plans, struct vec *w, sl_err_t *err)
+{
+    cp_alert_plan_t *ap = NULL;
+    size_t nap = 0, nw = 0;
+    char **warn = NULL;
+    int rc = cp_alert_plan(db, keys, doc, opts->create_only, a, &ap, &nap, &warn, &nw, err);
+    for (size_t i = 0; rc == 0 && i < nap; i++) {
+        struct plan *p = cp_arena_alloc(a, sizeof(*p));
+        p->change = ap[i].change;
+        p->entity_kind = ap[i].entity_kind;
+        p->entity = ap[i].entity;
+        p->is_new = strcmp(ap[i].change->action, "create") == 0;
+        vec_push(plans, a, p);
+    }
+    for (size_t i = 0; rc == 0 && i < nw; i++)
+        vec_push(w, a, warn[i]);
+    return rc;
+}
+
 static int write_plan(cp_db_t *db, const cp_keys_t *keys, const struct plan *p, int64_t version, int dry_run,
                       cp_arena_t *a, struct vec *secrets, sl_err_t *err)
 {
@@ -340,6 +362,9 @@ static int write_plan(cp_db_t *db, const cp_keys_t *keys, const struct plan *p, 
         rc = cp_store_put_provider(db, p->entity, keys, p->credentials_changed, version, err);
     } else if (strcmp(kind, "model") == 0) {
         rc = cp_store_put_model(db, p->entity, version, err);
+    } else if (strncmp(kind, "alert_", 6) == 0) {
+        cp_alert_plan_t ap = {p->change, kind, p->entity};
+        rc = cp_alert_put(db, keys, &ap, version, err);
     } else {
         const cp_vkey_pb *k = p->entity;
         uint8_t hash[SL_HASH_LEN] = {0};
@@ -371,6 +396,8 @@ int cp_apply(cp_db_t *db, const cp_keys_t *keys, const cp_doc_pb *doc, const cp_
              cp_apply_resp_pb **out, sl_err_t *err)
 {
     int rc = cp_validate_document(doc, err);
+    if (rc == 0)
+        rc = cp_alert_validate_document(doc, err);
     if (rc != 0)
         return rc;
     int64_t version = 0;
@@ -383,6 +410,8 @@ int cp_apply(cp_db_t *db, const cp_keys_t *keys, const cp_doc_pb *doc, const cp_
     if ((rc = load_current(db, keys, doc, a, &cur, &provider_names, err)) != 0)
         goto fail;
     if ((rc = plan_all(db, doc, &cur, opts, a, &plans, &warnings, err)) != 0)
+        goto fail;
+    if ((rc = plan_alerts(db, keys, doc, opts, a, &plans, &warnings, err)) != 0)
         goto fail;
 
     int changed = 0;

@@ -2,6 +2,8 @@
  * cp_config.c - flag and environment parsing for sluice-controlplane.
  */
 #include "cp_config.h"
+#include "cp_lease.h"
+#include "sl_duration.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +39,19 @@ const char *cp_config_usage(void)
     return "usage: sluice-controlplane migrate --database-url URL\n"
            "       sluice-controlplane serve --database-url URL --grpc-listen HOST:PORT --http-listen HOST:PORT\n"
            "           --admin-token-file F --master-key-file F --node-token-file F [--port-file F] [--workers N]\n"
+           "           [--lease-ttl-ms MS (default 30000)] [--lease-reclaim-grace-ms MS (default 600000)]\n"
+           "           [--alert-interval DURATION (default 60s; e.g. 500ms, 2s, 1m)]\n"
            "every flag may also be set with its SLUICE_* variable (SLUICE_DATABASE_URL, SLUICE_GRPC_LISTEN, ...)\n";
+}
+
+static int parse_ms(const char *flag, const char *s, long long *out, sl_err_t *err)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0)
+        return sl_err_set(err, SL_EINVAL, "--%s must be a whole number of milliseconds, not \"%s\"", flag, s);
+    *out = v;
+    return 0;
 }
 
 static int parse_workers(const char *s, int *out, sl_err_t *err)
@@ -54,6 +68,9 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->workers = 4;
+    cfg->lease_ttl_ms = CP_LEASE_TTL_MS_DEFAULT;
+    cfg->lease_grace_ms = CP_LEASE_GRACE_MS_DEFAULT;
+    cfg->alert_interval_ms = 60000;
     if (argc < 2)
         return sl_err_set(err, SL_EINVAL, "no command given");
     const char *cmd = argv[1];
@@ -69,6 +86,8 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
         return sl_err_set(err, SL_EINVAL, "unknown command \"%s\"", cmd);
 
     const char *workers = getenv("SLUICE_WORKERS");
+    const char *ttl = getenv("SLUICE_LEASE_TTL_MS"), *grace = getenv("SLUICE_LEASE_RECLAIM_GRACE_MS");
+    const char *alert_interval = getenv("SLUICE_ALERT_INTERVAL");
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -87,6 +106,18 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
             workers = val;
             continue;
         }
+        if (cfg->command == CP_CMD_SERVE && nlen == 12 && strncmp(name, "lease-ttl-ms", 12) == 0) {
+            ttl = val;
+            continue;
+        }
+        if (cfg->command == CP_CMD_SERVE && nlen == 14 && strncmp(name, "alert-interval", 14) == 0) {
+            alert_interval = val;
+            continue;
+        }
+        if (cfg->command == CP_CMD_SERVE && nlen == 22 && strncmp(name, "lease-reclaim-grace-ms", 22) == 0) {
+            grace = val;
+            continue;
+        }
         size_t k;
         for (k = 0; k < NFLAGS; k++)
             if (strlen(flags[k].name) == nlen && strncmp(flags[k].name, name, nlen) == 0)
@@ -97,6 +128,23 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
     }
     if (workers != NULL && cfg->command == CP_CMD_SERVE && parse_workers(workers, &cfg->workers, err) != 0)
         return SL_EINVAL;
+    if (cfg->command == CP_CMD_SERVE) {
+        if ((ttl != NULL && *ttl != '\0' && parse_ms("lease-ttl-ms", ttl, &cfg->lease_ttl_ms, err) != 0) ||
+            (grace != NULL && *grace != '\0' &&
+             parse_ms("lease-reclaim-grace-ms", grace, &cfg->lease_grace_ms, err) != 0))
+            return SL_EINVAL;
+        int64_t ai;
+        if (alert_interval != NULL && *alert_interval != '\0') {
+            if (sl_duration_parse_ms(alert_interval, strlen(alert_interval), &ai) != 0)
+                return sl_err_set(err, SL_EINVAL,
+                                  "--alert-interval must be a duration such as 500ms, 2s or 1m, not \"%.64s\"",
+                                  alert_interval);
+            cfg->alert_interval_ms = ai;
+        }
+        cp_lease_cfg_t lc = {cfg->lease_ttl_ms, cfg->lease_grace_ms};
+        if (cp_lease_cfg_validate(&lc, err) != 0)
+            return SL_EINVAL;
+    }
     for (size_t k = 0; k < NFLAGS; k++) {
         if (flags[k].serve_only && cfg->command != CP_CMD_SERVE)
             continue;

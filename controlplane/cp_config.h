@@ -5,6 +5,7 @@
  *   sluice-controlplane serve --database-url URL --grpc-listen HOST:PORT
  *       --http-listen HOST:PORT --admin-token-file F --master-key-file F
  *       --node-token-file F [--port-file F] [--workers N]
+ *       [--lease-ttl-ms MS] [--lease-reclaim-grace-ms MS] [--alert-interval DURATION]
  *
  * Every flag may come from its SLUICE_* variable instead; a flag wins. The
  * parsed strings point into argv or the environment (not copied).
@@ -26,6 +27,9 @@ typedef struct cp_config {
     const char *node_token_file;
     const char *port_file;  /* NULL: none */
     int workers;            /* unary handler threads, each with a database connection */
+    long long lease_ttl_ms;    /* quota lease lifetime without renewal */
+    long long lease_grace_ms;  /* after expiry, before an unrenewed lease is reclaimed */
+    long long alert_interval_ms; /* alert evaluation period (--alert-interval, e.g. "60s") */
 } cp_config_t;
 
 /* Parses argv (argv[0] is the program). Returns 0 or SL_EINVAL with a

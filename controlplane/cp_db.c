@@ -21,15 +21,40 @@ void cp_db_init(cp_db_t *db, const char *url)
 {
     db->url = strdup(url);
     db->conn = NULL;
+    db->counted = 0;
+    db->in_use = 0;
     if (db->url == NULL)
         abort();
+    cp_metrics_db_conns(1, 0, 0);
 }
 
-void cp_db_close(cp_db_t *db)
+/* Pool metrics: whether db counts as in use (a statement running or a
+ * transaction open). */
+static void set_in_use(cp_db_t *db, int in_use)
+{
+    if (in_use == db->in_use)
+        return;
+    db->in_use = in_use;
+    cp_metrics_db_conns(0, 0, in_use ? 1 : -1);
+}
+
+void cp_db_disconnect(cp_db_t *db)
 {
     if (db->conn != NULL)
         PQfinish(db->conn);
     db->conn = NULL;
+    set_in_use(db, 0);
+    if (db->counted) {
+        db->counted = 0;
+        cp_metrics_db_conns(0, -1, 0);
+    }
+}
+
+void cp_db_close(cp_db_t *db)
+{
+    cp_db_disconnect(db);
+    if (db->url != NULL)
+        cp_metrics_db_conns(-1, 0, 0);
     free(db->url);
     db->url = NULL;
 }
@@ -49,8 +74,7 @@ int cp_db_ensure(cp_db_t *db, sl_err_t *err)
 {
     if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
         return 0;
-    if (db->conn != NULL)
-        PQfinish(db->conn);
+    cp_db_disconnect(db);
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
     const char *vals[] = {db->url, "5", "sluice-controlplane", NULL};
     db->conn = PQconnectdbParams(keys, vals, 1);
@@ -65,6 +89,8 @@ int cp_db_ensure(cp_db_t *db, sl_err_t *err)
         return sl_err_set(err, SL_EUNAVAIL, "could not connect to the database: %s", msg);
     }
     PQsetNoticeProcessor(db->conn, on_notice, NULL);
+    db->counted = 1;
+    cp_metrics_db_conns(0, 1, 0);
     return 0;
 }
 
@@ -101,8 +127,7 @@ static PGresult *check(cp_db_t *db, PGresult *r, sl_err_t *err)
     trim_msg(msg);
     if (PQstatus(db->conn) != CONNECTION_OK) {
         code = SL_EUNAVAIL;
-        PQfinish(db->conn);
-        db->conn = NULL;
+        cp_db_disconnect(db);
     }
     cp_metrics_inc(CP_M_DB_ERRORS, 1);
     if (code == SL_EUNAVAIL)
@@ -121,14 +146,18 @@ PGresult *cp_db_query_bin(cp_db_t *db, const char *sql, int n, const char *const
     /* A connection idle since the server restarted looks fine until used:
      * outside a transaction, retry once on a fresh connection. */
     int idle = PQtransactionStatus(db->conn) == PQTRANS_IDLE;
+    set_in_use(db, 1);
     PGresult *r = PQexecParams(db->conn, sql, n, NULL, vals, lens, fmts, 0);
     if (idle && PQstatus(db->conn) != CONNECTION_OK) {
         PQclear(r);
         if (cp_db_ensure(db, err) != 0)
             return NULL;
+        set_in_use(db, 1);
         r = PQexecParams(db->conn, sql, n, NULL, vals, lens, fmts, 0);
     }
-    return check(db, r, err);
+    r = check(db, r, err);
+    set_in_use(db, db->conn != NULL && PQtransactionStatus(db->conn) != PQTRANS_IDLE);
+    return r;
 }
 
 PGresult *cp_db_query(cp_db_t *db, const char *sql, int n, const char *const *vals, sl_err_t *err)

@@ -19,6 +19,8 @@
 typedef struct cp_db {
     char *url;     /* owned */
     PGconn *conn;  /* NULL or a connection; reset on failure */
+    int counted;   /* open connection counted in the pool metrics */
+    int in_use;    /* counted as running a statement or inside a transaction */
 } cp_db_t;
 
 /* Initializes db for url without connecting. */
@@ -26,6 +28,8 @@ void cp_db_init(cp_db_t *db, const char *url);
 /* Connects (or reconnects when the connection is broken). 0 or SL_EUNAVAIL. */
 int cp_db_ensure(cp_db_t *db, sl_err_t *err);
 void cp_db_close(cp_db_t *db);
+/* Drops the connection (if any); the next statement reconnects. */
+void cp_db_disconnect(cp_db_t *db);
 
 /* SQLSTATE (5 characters, may be NULL) -> SL_E* code. */
 int cp_db_sqlstate_to_err(const char *sqlstate);

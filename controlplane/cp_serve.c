@@ -10,9 +10,11 @@
  */
 #include <stddef.h>
 
+#include "cp_alert.h"
 #include "cp_auth.h"
 #include "cp_metrics.h"
 #include "cp_migrations.h"
+#include "cp_reclaim.h"
 #include "cp_rpc.h"
 #include "cp_serve.h"
 #include "cp_service.h"
@@ -130,6 +132,7 @@ int cp_serve(const cp_config_t *cfg)
     }
 
     grpc_init();
+    app->lease = (cp_lease_cfg_t){cfg->lease_ttl_ms, cfg->lease_grace_ms};
     app->sync = cp_sync_new(cfg->database_url, &app->keys);
     cp_rpc_config_t rcfg = {.listen = cfg->grpc_listen,
                             .methods = cp_methods,
@@ -146,6 +149,9 @@ int cp_serve(const cp_config_t *cfg)
         rc = err.code != 0 ? err.code : SL_EIO;
     if (rc == 0 && (httpd = sl_httpd_start(cfg->http_listen, on_http, app, &err)) == NULL)
         rc = err.code != 0 ? err.code : SL_EIO;
+    cp_reclaim_t *reclaim = rc == 0 ? cp_reclaim_start(cfg->database_url, &app->lease) : NULL;
+    cp_alert_cfg_t acfg = {cfg->database_url, &app->keys, cfg->alert_interval_ms};
+    cp_alert_t *alerts = rc == 0 ? cp_alert_start(&acfg) : NULL;
     if (rc == 0 && cfg->port_file != NULL)
         rc = write_port_file(cfg->port_file, cp_rpc_port(rpc), sl_httpd_port(httpd), &err);
 
@@ -163,6 +169,8 @@ int cp_serve(const cp_config_t *cfg)
 
     if (rpc != NULL)
         cp_rpc_begin_shutdown(rpc);
+    cp_alert_stop(alerts);
+    cp_reclaim_stop(reclaim);
     cp_sync_stop(app->sync);
     if (rpc != NULL)
         cp_rpc_finish(rpc);

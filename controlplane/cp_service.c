@@ -14,16 +14,11 @@ static int sync_watch(void *app, cp_call_t *call, const ProtobufCMessage *req, s
 
 static int sync_report(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, sl_err_t *err)
 {
-    const cp_report_pb *r = (const void *)req;
-    int duplicate;
-    int rc = cp_report_apply(ctx->db, r, &duplicate, err);
-    if (rc != 0)
-        return rc;
-    Sluice__Sync__V1__ReportAck *ack = cp_arena_msg(ctx->arena, &sluice__sync__v1__report_ack__descriptor);
-    ack->seq = r->seq;
-    ack->duplicate = duplicate;
-    *resp = &ack->base;
-    return 0;
+    cp_ack_pb *ack = NULL;
+    int rc = cp_report_apply(ctx->db, (const cp_report_pb *)req, &((cp_app_t *)ctx->app)->lease, ctx->arena, &ack, err);
+    if (rc == 0)
+        *resp = &ack->base;
+    return rc;
 }
 
 const cp_method_t cp_methods[] = {
@@ -37,6 +32,10 @@ const cp_method_t cp_methods[] = {
     ADMIN("UpsertProvider", cp_admin_upsert_provider, upsert_provider_request),
     ADMIN("UpsertModelPrice", cp_admin_upsert_model, upsert_model_price_request),
     ADMIN("Apply", cp_admin_apply, apply_request),
+    ADMIN("GetSpend", cp_admin_get_spend, get_spend_request),
+    ADMIN("GetQuotaStatus", cp_admin_get_quota_status, get_quota_status_request),
+    ADMIN("ListAlerts", cp_admin_list_alerts, list_alerts_request),
+    ADMIN("AlertHistory", cp_admin_alert_history, alert_history_request),
     {"/sluice.sync.v1.Sync/Watch", "Watch", CP_AUTH_NODE, &sluice__sync__v1__watch_request__descriptor, NULL,
      sync_watch},
     {"/sluice.sync.v1.Sync/Report", "Report", CP_AUTH_NODE, &sluice__sync__v1__usage_report__descriptor,

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "cp_auth.h"
+#include "cp_lease.h"
 #include "cp_rpc.h"
 #include "cp_store.h"
 #include "cp_sync.h"
@@ -20,6 +21,7 @@ typedef struct cp_app {
     cp_keys_t keys;
     cp_auth_t auth;
     cp_sync_t *sync;
+    cp_lease_cfg_t lease;
 } cp_app_t;
 
 extern const cp_method_t cp_methods[];
@@ -37,6 +39,16 @@ int cp_admin_upsert_provider(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, P
                              sl_err_t *err);
 int cp_admin_upsert_model(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, sl_err_t *err);
 int cp_admin_apply(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, sl_err_t *err);
+
+/* Spend and quota status (cp_spend.c), read-only. */
+int cp_admin_get_spend(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, sl_err_t *err);
+int cp_admin_get_quota_status(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                              sl_err_t *err);
+
+/* Alert rules, state and history (cp_alert_admin.c), read-only. */
+int cp_admin_list_alerts(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp, sl_err_t *err);
+int cp_admin_alert_history(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                           sl_err_t *err);
 
 /* Page size of List methods when the request gives none, and the maximum. */
 #define CP_LIST_DEFAULT 100

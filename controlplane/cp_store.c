@@ -464,7 +464,15 @@ static int put_quotas(cp_db_t *db, const char *scope, const char *id, cp_quota_p
     if (json == NULL)
         abort();
     const char *params[3] = {scope, id, json};
-    int rc = cp_db_exec(
+    /* wait for reports in flight and hold new ones until commit: a quota
+     * window created later starts from the ledger's sum, which must not miss
+     * a report that did not see the quota (0002_quota_leases.sql) */
+    int rc = cp_db_exec(db, "SELECT pg_advisory_xact_lock(sluice_quota_lock_key())", 0, NULL, err);
+    if (rc != 0) {
+        free(json);
+        return rc;
+    }
+    rc = cp_db_exec(
         db,
         "WITH q AS (SELECT * FROM jsonb_to_recordset($3::jsonb) AS x(provider text, metric text, \"window\" text,"
         "   limit_value bigint, on_unavailable text)),"

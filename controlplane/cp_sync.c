@@ -30,6 +30,7 @@ struct watcher {
     int busy;             /* a send is in flight */
     int closed;
     int refs;             /* list membership + publisher rounds; under mu */
+    uint64_t push_t0_ns;  /* in-flight send of a new version: when it was learned of; 0: not a push */
     struct watcher *prev, *next;
 };
 
@@ -94,6 +95,13 @@ int64_t cp_sync_version(const cp_sync_t *s)
 int cp_sync_db_ok(const cp_sync_t *s)
 {
     return atomic_load(&((cp_sync_t *)s)->db_ok);
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static int printable_id(const char *s, size_t max)
@@ -167,8 +175,12 @@ void cp_sync_on_sent(cp_sync_t *s, cp_call_t *call, int ok)
     int behind;
     pthread_mutex_lock(&s->mu);
     w->busy = 0;
+    uint64_t t0 = w->push_t0_ns;
+    w->push_t0_ns = 0;
     behind = ok && !w->closed && w->sent_version != atomic_load(&s->version);
     pthread_mutex_unlock(&s->mu);
+    if (ok && t0 != 0)
+        cp_metrics_observe_push((double)(mono_ns() - t0) / 1e9);
     if (behind)
         cp_sync_kick(s);
 }
@@ -195,8 +207,9 @@ void cp_sync_on_closed(cp_sync_t *s, cp_call_t *call)
 }
 
 /* One publishing round: every idle watcher behind `current` gets the
- * message for its version, built once per distinct base. */
-static void publish(cp_sync_t *s, cp_db_t *db, int64_t current)
+ * message for its version, built once per distinct base. learned_ns: when
+ * this replica learned of `current` (push latency starts there). */
+static void publish(cp_sync_t *s, cp_db_t *db, int64_t current, uint64_t learned_ns)
 {
     struct watcher **todo = NULL;
     size_t n = 0, cap = 0;
@@ -246,6 +259,8 @@ static void publish(cp_sync_t *s, cp_db_t *db, int64_t current)
             if (snap != NULL && !w->closed && !w->busy) {
                 grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
                 w->busy = 1;
+                /* a watcher's first message is its catch-up, not a push */
+                w->push_t0_ns = w->initial ? 0 : learned_ns;
                 if (cp_call_send(w->call, bb) == 0) {
                     w->sent_version = snap->version;
                     w->initial = 0;
@@ -254,6 +269,7 @@ static void publish(cp_sync_t *s, cp_db_t *db, int64_t current)
                              (long long)snap->version, w->node_id);
                 } else {
                     w->busy = 0;
+                    w->push_t0_ns = 0;
                 }
             } else if (snap == NULL && err.code == 0) {
                 w->initial = 0; /* nothing to send: already current */
@@ -286,8 +302,7 @@ static int listen_connect(cp_db_t *ldb, sl_err_t *err)
 static int listen_drain(cp_db_t *ldb)
 {
     if (PQconsumeInput(ldb->conn) != 1) {
-        PQfinish(ldb->conn);
-        ldb->conn = NULL;
+        cp_db_disconnect(ldb);
         return -1;
     }
     int n = 0;
@@ -307,6 +322,7 @@ static void *publisher_main(void *arg)
     cp_db_init(&ldb, s->database_url);
     time_t last_warn = 0, last_schema = 0;
     int schema_ok = 1;
+    uint64_t woke_ns = mono_ns(), learned_ns = woke_ns;
     while (!atomic_load(&s->stop)) {
         sl_err_t err = {0};
         if (ldb.conn == NULL && listen_connect(&ldb, &err) != 0 && time(NULL) - last_warn >= 10) {
@@ -325,9 +341,11 @@ static void *publisher_main(void *arg)
             }
             atomic_store(&s->db_ok, schema_ok);
             int64_t prev = atomic_exchange(&s->version, current);
+            if (prev != current)
+                learned_ns = woke_ns; /* the NOTIFY, kick or tick that woke this round */
             if (prev != current && prev >= 0)
                 sl_info("sync", "configuration version %lld", (long long)current);
-            publish(s, &db, current);
+            publish(s, &db, current, learned_ns);
         } else {
             atomic_store(&s->db_ok, 0);
             if (time(NULL) - last_warn >= 10) {
@@ -341,6 +359,7 @@ static void *publisher_main(void *arg)
             pfd[1].fd = PQsocket(ldb.conn);
         if (poll(pfd, 2, 1000) < 0 && errno != EINTR)
             break;
+        woke_ns = mono_ns();
         if (pfd[0].revents & POLLIN) {
             char buf[64];
             while (read(s->wake[0], buf, sizeof(buf)) > 0)

@@ -2,6 +2,7 @@
 set(decls "")
 set(table "")
 set(i 0)
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME)
   file(READ ${f} sql HEX)

@@ -11,6 +11,7 @@ tests catches memory errors in the servers too.
 """
 
 import http.client
+import http.server
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,6 +141,15 @@ class Postgres:
     def stop(self):
         subprocess.run([os.path.join(REPO, "tests/lib/pg"), "stop", self.dir], check=False)
 
+    def restart(self, down_seconds=0.0):
+        """Stops the cluster and starts it again on the same port (URLs stay
+        valid); down_seconds between the two."""
+        self.stop()
+        time.sleep(down_seconds)
+        env = dict(os.environ, PG_PORT=str(self.port))
+        subprocess.run([os.path.join(REPO, "tests/lib/pg"), "start", self.dir], check=True, capture_output=True,
+                       text=True, env=env)
+
 
 class HttpResponse:
     def __init__(self, status, headers, body):
@@ -221,14 +232,31 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def start_controlplane(self, grpc_port=0):
+    def start_controlplane(self, grpc_port=0, extra=None):
         self.cp = self._start("controlplane", [
             binary("sluice-controlplane"), "serve", "--database-url", self.db_url,
             "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", "127.0.0.1:0",
             "--admin-token-file", self.path("admin.token"), "--master-key-file", self.path("master.key"),
-            "--node-token-file", self.path("node.token")])
+            "--node-token-file", self.path("node.token")] + (extra or []))
         self.grpc_port, self.cp_http_port = self.cp.ports
         return self.cp
+
+    def restart_controlplane(self, down_seconds=0.0, extra=None):
+        """kill -9 the control plane and start it again on the same gRPC port."""
+        self.cp.kill()
+        time.sleep(down_seconds)
+        return self.start_controlplane(grpc_port=self.grpc_port, extra=extra)
+
+    def start_controlplane_replica(self, name, extra=None):
+        """Another control plane on the same database (its own ports); returns
+        the Proc with grpc_port and http_port set."""
+        proc = self._start(name, [
+            binary("sluice-controlplane"), "serve", "--database-url", self.db_url,
+            "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+            "--admin-token-file", self.path("admin.token"), "--master-key-file", self.path("master.key"),
+            "--node-token-file", self.path("node.token")] + (extra or []))
+        proc.grpc_port, proc.http_port = proc.ports
+        return proc
 
     def start_dataplane(self, node_id, threads=2, extra=None):
         argv = [binary("sluice-dataplane"), "--controlplane", f"127.0.0.1:{self.grpc_port}",
@@ -282,6 +310,19 @@ class Cluster:
         resp = http_request(self.mock_port, "POST", "/_mock/faults", body=fault)
         assert resp.status == 200, resp.body
 
+    def start_mock(self, name, extra=None):
+        """Another mock provider process (same API key); returns its port."""
+        proc = self._start(name, [binary("sluice-mockllm"), "--listen", "127.0.0.1:0", "--api-key",
+                                  self.mock_key] + (extra or []))
+        return proc.ports[0]
+
+    def mock_stats_at(self, port):
+        return http_request(port, "GET", "/_mock/stats").json()
+
+    def mock_faults_at(self, port, **fault):
+        resp = http_request(port, "POST", "/_mock/faults", body=fault)
+        assert resp.status == 200, resp.body
+
     def stop_all(self):
         errors = []
         for proc in reversed(self.procs):
@@ -312,3 +353,56 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+class Receiver:
+    """A local HTTP server that records every POST it gets (alert sinks in
+    tests). status is what it answers (200 by default). stop() closes the
+    port; start() opens it again on the same port."""
+
+    def __init__(self, port=0, status=200):
+        self.port = port
+        self.status = status
+        self.requests = []           # {"path", "headers" (lower-case names), "body" (bytes), "at"}
+        self.lock = threading.Lock()
+        self.server = None
+        self.thread = None
+
+    def start(self):
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n)
+                with receiver.lock:
+                    receiver.requests.append({"path": self.path, "body": body, "at": time.time(),
+                                              "headers": {k.lower(): v for k, v in self.headers.items()}})
+                    status = receiver.status
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def received(self, path=None):
+        with self.lock:
+            return [r for r in self.requests if path is None or r["path"] == path]

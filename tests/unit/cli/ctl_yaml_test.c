@@ -77,6 +77,22 @@ static const char *fake_env(const char *name, void *ud)
         return "sk-test-backup-value";
     if (strcmp(name, "EMPTY_VAR") == 0)
         return "";
+    if (strcmp(name, "AWS_AK") == 0)
+        return "AKIATESTVALUE0000001";
+    if (strcmp(name, "AWS_SK") == 0)
+        return "aws/\"secret\"+value";
+    if (strcmp(name, "AWS_ST") == 0)
+        return "session-token-value";
+    if (strcmp(name, "AWS_JSON") == 0)
+        return "{\"access_key_id\":\"AKIATESTVALUE0000001\",\"secret_access_key\":\"sk-json-value\"}";
+    if (strcmp(name, "NOT_JSON") == 0)
+        return "plain-secret-value";
+    if (strcmp(name, "SA_JSON") == 0)
+        return "{\"type\":\"service_account\",\"project_id\":\"p\",\"client_email\":\"a@p.iam.gserviceaccount.com\","
+               "\"private_key\":\"-----BEGIN PRIVATE KEY-----\\nsa-key-value\\n-----END PRIVATE KEY-----\\n\","
+               "\"token_uri\":\"https://oauth2.googleapis.com/token\"}";
+    if (strcmp(name, "SA_USER") == 0)
+        return "{\"type\":\"authorized_user\",\"client_secret\":\"user-secret-value\"}";
     return NULL;
 }
 
@@ -275,7 +291,7 @@ static void test_structure_rejections_name_the_path(void **state)
     static const bad_case_t cases[] = {
         /* unknown sections and fields: typos are never ignored */
         {"virtual_key:\n- id: x\n", "t.yaml:1: virtual_key: unknown section (did you mean \"virtual_keys\"?)"},
-        {"quotas: []\n", "quotas: unknown section (expected one of: tenants, providers, models, virtual_keys)"},
+        {"quotas: []\n", "quotas: unknown section (expected one of: tenants, providers, models, virtual_keys, alerts)"},
         {KEY "  budgt: {max_per_month_usd: 1}\n",
          "t.yaml:4: virtual_keys[0].budgt: unknown field (did you mean \"budget\"?)"},
         {KEY "  rate_limit: {requests_per_minit: 1}\n",
@@ -395,6 +411,170 @@ static void test_secret_env_resolution(void **state)
     assert_memory_equal(d.pb->providers[0]->credentials[0]->secret.data, "from-the-environment", 20);
     ctl_doc_free(&d);
     unsetenv("SLUICE_TEST_SECRET");
+}
+
+/* Bedrock keys assembled from several variables; vertex keys from a
+ * service-account file or variable; kind-specific defaults. */
+static const Sluice__Config__V1__Provider *one_provider(ctl_doc_t *d, const char *yaml)
+{
+    sl_err_t err = {0};
+    ctl_doc_init(d);
+    if (add(d, "t.yaml", yaml, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(d->pb->n_providers, 1);
+    return d->pb->providers[0];
+}
+
+static void assert_secret(const Sluice__Config__V1__Credential *c, const char *want)
+{
+    if (c->secret.len != strlen(want) || memcmp(c->secret.data, want, c->secret.len) != 0)
+        fail_msg("secret %.*s, want %s", (int)c->secret.len, (const char *)c->secret.data, want);
+}
+
+static void test_cloud_credentials(void **state)
+{
+    ctl_doc_t d;
+    const Sluice__Config__V1__Provider *p =
+        one_provider(&d, "providers:\n- name: bedrock\n  kind: bedrock\n  params: {region: us-west-2}\n  keys:\n"
+                         "  - {id: main, access_key_id_env: AWS_AK, secret_access_key_env: AWS_SK, session_token_env: "
+                         "AWS_ST}\n  - {secret_access_key_env: AWS_SK, access_key_id_env: AWS_AK, weight: 2}\n"
+                         "  - {secret_env: AWS_JSON}\n");
+    assert_string_equal(p->base_url, "https://bedrock-runtime.us-west-2.amazonaws.com");
+    assert_int_equal(p->n_credentials, 3);
+    assert_secret(p->credentials[0], "{\"access_key_id\":\"AKIATESTVALUE0000001\",\"secret_access_key\":"
+                                     "\"aws/\\\"secret\\\"+value\",\"session_token\":\"session-token-value\"}");
+    assert_string_equal(p->credentials[0]->secret_env, "AWS_AK,AWS_SK,AWS_ST");
+    assert_secret(p->credentials[1],
+                  "{\"access_key_id\":\"AKIATESTVALUE0000001\",\"secret_access_key\":\"aws/\\\"secret\\\"+value\"}");
+    assert_string_equal(p->credentials[1]->secret_env, "AWS_AK,AWS_SK");
+    assert_int_equal(p->credentials[1]->weight, 2);
+    assert_string_equal(p->credentials[1]->id, "key2");
+    assert_secret(p->credentials[2], "{\"access_key_id\":\"AKIATESTVALUE0000001\",\"secret_access_key\":"
+                                     "\"sk-json-value\"}");
+    assert_string_equal(p->credentials[2]->secret_env, "AWS_JSON");
+    ctl_doc_free(&d);
+
+    /* an explicit base_url (a test endpoint) is kept; a per-key region is enough */
+    p = one_provider(&d,
+                     "providers:\n- name: b\n  kind: bedrock\n  base_url: http://127.0.0.1:9000\n  keys:\n"
+                     "  - {access_key_id_env: AWS_AK, secret_access_key_env: AWS_SK, params: {region: eu-west-1}}\n");
+    assert_string_equal(p->base_url, "http://127.0.0.1:9000");
+    ctl_doc_free(&d);
+
+    /* vertex: the key file, relative to the YAML file's directory */
+    char dir[] = "/tmp/ctl_yaml_saXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char sa[128], yml[128], bad[128];
+    snprintf(sa, sizeof(sa), "%s/sa.json", dir);
+    snprintf(bad, sizeof(bad), "%s/bad.json", dir);
+    snprintf(yml, sizeof(yml), "%s/vertex.yaml", dir);
+    const char *sa_text = fake_env("SA_JSON", NULL);
+    FILE *f = fopen(sa, "w");
+    fputs(sa_text, f);
+    fclose(f);
+    f = fopen(bad, "w");
+    fputs("{\"type\":\"service_account\",\"client_email\":\"a@b\",\"token_uri\":\"https://t\"}", f);
+    fclose(f);
+    f = fopen(yml, "w");
+    fputs("providers:\n- name: vertex\n  kind: vertex\n  params: {project: p, location: us-central1}\n  keys:\n"
+          "  - {id: file, service_account_file: sa.json}\n  - {id: env, service_account_env: SA_JSON}\n"
+          "- name: vglobal\n  kind: vertex\n  params: {project: p, location: global}\n  keys:\n"
+          "  - {secret_env: SA_JSON}\n",
+          f);
+    fclose(f);
+    sl_err_t err = {0};
+    ctl_doc_init(&d);
+    if (ctl_doc_add_file(&d, yml, fake_env, NULL, &err) != 0)
+        fail_msg("%s", err.msg);
+    p = d.pb->providers[0];
+    assert_string_equal(p->base_url, "https://us-central1-aiplatform.googleapis.com");
+    assert_secret(p->credentials[0], sa_text);
+    assert_string_equal(p->credentials[0]->secret_env, "");
+    assert_secret(p->credentials[1], sa_text);
+    assert_string_equal(p->credentials[1]->secret_env, "SA_JSON");
+    assert_string_equal(d.pb->providers[1]->base_url, "https://aiplatform.googleapis.com");
+    ctl_doc_free(&d);
+
+    /* file problems name the field and the path, never the content */
+    char y[512];
+    snprintf(y, sizeof(y),
+             "providers:\n- name: v\n  kind: vertex\n  base_url: https://x.example\n  keys:\n"
+             "  - {service_account_file: %s}\n",
+             bad);
+    ctl_doc_init(&d);
+    assert_int_equal(add(&d, "t.yaml", y, &err), SL_EINVAL);
+    assert_non_null(strstr(err.msg, "providers[0].keys[0].service_account_file: \""));
+    assert_non_null(strstr(err.msg, "bad.json\" has no private_key"));
+    ctl_doc_free(&d);
+    snprintf(y, sizeof(y),
+             "providers:\n- name: v\n  kind: vertex\n  base_url: https://x.example\n  keys:\n"
+             "  - {service_account_file: %s/missing.json}\n",
+             dir);
+    ctl_doc_init(&d);
+    assert_int_equal(add(&d, "t.yaml", y, &err), SL_EINVAL);
+    assert_non_null(strstr(err.msg, "providers[0].keys[0].service_account_file: could not open \""));
+    assert_non_null(strstr(err.msg, "No such file or directory"));
+    ctl_doc_free(&d);
+    unlink(sa);
+    unlink(bad);
+    unlink(yml);
+    rmdir(dir);
+
+    static const bad_case_t cases[] = {
+        {"providers:\n- {name: b, kind: bedrock, params: {region: us-east-1}, keys: [{access_key_id_env: AWS_AK}]}\n",
+         "t.yaml:2: providers[0].keys[0].secret_access_key_env: is required"},
+        {"providers:\n- {name: b, kind: bedrock, params: {region: us-east-1}, keys: [{secret_access_key_env: "
+         "AWS_SK}]}\n",
+         "providers[0].keys[0].access_key_id_env: is required"},
+        {"providers:\n- {name: b, kind: bedrock, params: {region: us-east-1}, keys: [{access_key_id_env: AWS_AK, "
+         "secret_access_key_env: AWS_SK, session_token_env: NO_SUCH_VAR}]}\n",
+         "providers[0].keys[0].session_token_env: environment variable NO_SUCH_VAR is not set"},
+        {"providers:\n- {name: b, kind: bedrock, params: {region: us-east-1}, keys: [{access_key_id_env: EMPTY_VAR, "
+         "secret_access_key_env: AWS_SK}]}\n",
+         "providers[0].keys[0].access_key_id_env: environment variable EMPTY_VAR is empty"},
+        {"providers:\n- {name: b, kind: bedrock, params: {region: us-east-1}, keys: [{secret_env: AWS_JSON, "
+         "access_key_id_env: AWS_AK, secret_access_key_env: AWS_SK}]}\n",
+         "providers[0].keys[0]: give one secret source, not both secret_env and access_key_id_env"},
+        {"providers:\n- {name: b, kind: bedrock, params: {region: us-east-1}, keys: [{secret_env: NOT_JSON}]}\n",
+         "providers[0].keys[0].secret_env: the value of NOT_JSON is not a JSON object"},
+        {"providers:\n- {name: b, kind: bedrock, params: {region: us-east-1}, keys: [{id: k}]}\n",
+         "providers[0].keys[0]: a bedrock key needs access_key_id_env and secret_access_key_env"},
+        {"providers:\n- {name: b, kind: bedrock, keys: [{access_key_id_env: AWS_AK, secret_access_key_env: AWS_SK}]}\n",
+         "providers[0].params.region: is required for kind bedrock"},
+        {"providers:\n- {name: b, kind: bedrock, params: {region: \"us east\"}, keys: []}\n",
+         "providers[0].params.region: \"us east\" is not an AWS region name"},
+        {"providers:\n- {name: o, kind: openai, keys: [{access_key_id_env: AWS_AK}]}\n",
+         "providers[0].keys[0].access_key_id_env: is only for providers of kind bedrock"},
+        {"providers:\n- {name: o, kind: bedrock, params: {region: us-east-1}, keys: [{service_account_env: "
+         "SA_JSON}]}\n",
+         "providers[0].keys[0].service_account_env: is only for providers of kind vertex"},
+        {"providers:\n- {name: v, kind: vertex, params: {location: us-central1}, keys: [{service_account_env: "
+         "SA_USER}]}\n",
+         "providers[0].keys[0].service_account_env: the value of SA_USER is not a service-account key"},
+        {"providers:\n- {name: v, kind: vertex, params: {location: us-central1}, keys: [{service_account_env: "
+         "NOPE}]}\n",
+         "providers[0].keys[0].service_account_env: environment variable NOPE is not set"},
+        {"providers:\n- {name: v, kind: vertex, params: {location: us-central1}, keys: [{service_account_env: "
+         "SA_JSON, service_account_file: x.json}]}\n",
+         "providers[0].keys[0]: give one secret source, not both service_account_file and service_account_env"},
+        {"providers:\n- {name: v, kind: vertex, params: {location: us-central1}, keys: [{id: k}]}\n",
+         "a vertex key needs service_account_file or service_account_env"},
+        {"providers:\n- {name: v, kind: vertex, params: {location: \"Mars/1\"}, keys: [{service_account_env: "
+         "SA_JSON}]}\n",
+         "providers[0].base_url: is required: params.location is not a location name"},
+    };
+    expect_rejected(cases, sizeof(cases) / sizeof(cases[0]));
+    static const char *const secrets[] = {"AKIATESTVALUE0000001", "\"secret\"+value",   "session-token-value",
+                                          "sk-json-value",        "plain-secret-value", "sa-key-value",
+                                          "user-secret-value"};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ctl_doc_init(&d);
+        add(&d, "t.yaml", cases[i].yaml, &err);
+        for (size_t j = 0; j < sizeof(secrets) / sizeof(secrets[0]); j++)
+            if (strstr(err.msg, secrets[j]) != NULL)
+                fail_msg("case %zu leaks a secret: %s", i, err.msg);
+        ctl_doc_free(&d);
+    }
 }
 
 static void test_files_merge(void **state)
@@ -534,6 +714,7 @@ int main(void)
         cmocka_unit_test(test_money_rejections_name_the_field),
         cmocka_unit_test(test_structure_rejections_name_the_path),
         cmocka_unit_test(test_secret_env_resolution),
+        cmocka_unit_test(test_cloud_credentials),
         cmocka_unit_test(test_files_merge),
         cmocka_unit_test(test_files_are_read),
         cmocka_unit_test(test_quota_fields_map_back),

@@ -62,6 +62,36 @@ static void test_serve_flags_and_env(void **state)
     clear_env();
 }
 
+static void test_lease_flags(void **state)
+{
+    clear_env();
+    cp_config_t c;
+    sl_err_t err = {0};
+    char *argv[] = {"cp", "serve", "--database-url", "d", "--grpc-listen", "g", "--http-listen", "h",
+                    "--admin-token-file", "a", "--master-key-file", "m", "--node-token-file", "n", NULL};
+    assert_int_equal(cp_config_parse(14, argv, &c, &err), 0);
+    assert_int_equal(c.lease_ttl_ms, 30000);
+    assert_int_equal(c.lease_grace_ms, 600000);
+    char *argv2[] = {"cp", "serve", "--database-url", "d", "--grpc-listen", "g", "--http-listen", "h",
+                     "--admin-token-file", "a", "--master-key-file", "m", "--node-token-file", "n",
+                     "--lease-ttl-ms", "500", "--lease-reclaim-grace-ms=250", NULL};
+    assert_int_equal(cp_config_parse(17, argv2, &c, &err), 0);
+    assert_int_equal(c.lease_ttl_ms, 500);
+    assert_int_equal(c.lease_grace_ms, 250);
+    argv2[15] = "5x";
+    assert_int_equal(cp_config_parse(17, argv2, &c, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "--lease-ttl-ms must be a whole number of milliseconds, not \"5x\"");
+    argv2[15] = "50";
+    assert_int_equal(cp_config_parse(17, argv2, &c, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "--lease-ttl-ms must be between 100 and 3600000, not 50");
+    setenv("SLUICE_LEASE_RECLAIM_GRACE_MS", "1234", 1);
+    assert_int_equal(cp_config_parse(14, argv, &c, &err), 0);
+    assert_int_equal(c.lease_grace_ms, 1234);
+    unsetenv("SLUICE_LEASE_RECLAIM_GRACE_MS");
+    char *argv3[] = {"cp", "migrate", "--database-url", "d", "--lease-ttl-ms", "500", NULL};
+    assert_int_equal(cp_config_parse(6, argv3, &c, &err), SL_EINVAL); /* serve only */
+}
+
 static void test_bad_command(void **state)
 {
     cp_config_t c;
@@ -76,6 +106,6 @@ static void test_bad_command(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_migrate), cmocka_unit_test(test_serve_flags_and_env),
-                                       cmocka_unit_test(test_bad_command)};
+                                       cmocka_unit_test(test_bad_command), cmocka_unit_test(test_lease_flags)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,9 +85,60 @@ static void test_entries_json_truncates_to_minute(void **state)
     free(s);
 }
 
+static void test_validate_leases(void **state)
+{
+    sl_err_t err = {0};
+    cp_report_pb r = SLUICE__SYNC__V1__USAGE_REPORT__INIT;
+    r.node_id = "n1";
+    r.boot_id = "b1";
+    r.seq = 1;
+    Sluice__Sync__V1__LeaseRequest q = SLUICE__SYNC__V1__LEASE_REQUEST__INIT, *qp = &q;
+    Sluice__Sync__V1__LeaseState s = SLUICE__SYNC__V1__LEASE_STATE__INIT, *sp = &s;
+    r.lease_requests = &qp;
+    r.n_lease_requests = 1;
+    q.quota_id = "42";
+    q.want = 100;
+    assert_int_equal(cp_report_validate(&r, &err), 0);
+    q.quota_id = "042";
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "lease request 1: quota_id \"042\" is not a quota id");
+    q.quota_id = "42";
+    q.want = -1;
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "lease request 1: want must not be negative");
+    q.want = 0;
+    q.window_start_unix = -60;
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    q.window_start_unix = 1772323200;
+    assert_int_equal(cp_report_validate(&r, &err), 0);
+    r.leases = &sp;
+    r.n_leases = 1;
+    s.quota_id = "";
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "lease 1: quota_id \"\" is not a quota id");
+    s.quota_id = "7";
+    s.reserved = -1;
+    assert_int_equal(cp_report_validate(&r, &err), SL_EINVAL);
+    s.reserved = 5;
+    s.unreserved = 9;
+    assert_int_equal(cp_report_validate(&r, &err), 0);
+}
+
+static void test_quota_id(void **state)
+{
+    assert_true(cp_report_quota_id_ok("1"));
+    assert_true(cp_report_quota_id_ok("999999999999999999"));
+    assert_false(cp_report_quota_id_ok("1000000000000000000")); /* 19 digits */
+    assert_false(cp_report_quota_id_ok("0"));
+    assert_false(cp_report_quota_id_ok("-1"));
+    assert_false(cp_report_quota_id_ok("1 "));
+    assert_false(cp_report_quota_id_ok(""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_validate), cmocka_unit_test(test_months),
-                                       cmocka_unit_test(test_entries_json_truncates_to_minute)};
+                                       cmocka_unit_test(test_entries_json_truncates_to_minute),
+                                       cmocka_unit_test(test_validate_leases), cmocka_unit_test(test_quota_id)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
