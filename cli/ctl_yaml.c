@@ -844,16 +844,45 @@ int ctl_quota_field(const Sluice__Config__V1__Quota *q, const char **section, co
     return 0;
 }
 
+/* on_unavailable: closed|open for every quota a budget or rate_limit section
+ * added (from index `from` on). Absent: the metric's default. */
+static int opt_on_unavailable(pctx_t *c, const yaml_node_t *sec, quota_t **arr, size_t from, size_t n)
+{
+    char *v = NULL;
+    int rc = opt_text(c, sec, "on_unavailable", &v);
+    if (rc != 0 || v == NULL)
+        return rc;
+    Sluice__Config__V1__OnUnavailable p;
+    if (strcmp(v, "closed") == 0) {
+        p = SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_CLOSED;
+    } else if (strcmp(v, "open") == 0) {
+        p = SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_OPEN;
+    } else {
+        char q[96];
+        size_t m = path_key(c, "on_unavailable");
+        rc = fail(c, get(c, sec, "on_unavailable"), "\"%s\" is not a policy (expected closed or open)",
+                  show(v, strlen(v), q, sizeof(q)));
+        path_pop(c, m);
+        free(v);
+        return rc;
+    }
+    for (size_t i = from; i < n; i++)
+        arr[i]->on_unavailable = p;
+    free(v);
+    return 0;
+}
+
 /* budget: {max_per_<period>_usd..., reset_duration} -> cost quotas; the
  * declared reset_duration goes to *reset when not NULL. */
 static int opt_budget(pctx_t *c, const yaml_node_t *map, quota_t ***arr, size_t *n, char **reset)
 {
     static const char *const allowed[] = {"max_per_day_usd", "max_per_week_usd", "max_per_month_usd",
-                                          "max_total_usd",   "reset_duration",   NULL};
+                                          "max_total_usd",   "reset_duration",   "on_unavailable", NULL};
     yaml_node_t *b = get(c, map, "budget");
     if (b == NULL)
         return 0;
     size_t mark = path_key(c, "budget");
+    size_t first = *n;
     int rc = check_map(c, b, allowed, "field");
     int present[NELEM(budget_fields)] = {0};
     for (size_t i = 0; rc == 0 && i < NELEM(budget_fields); i++) {
@@ -881,6 +910,8 @@ static int opt_budget(pctx_t *c, const yaml_node_t *map, quota_t ***arr, size_t 
         path_pop(c, rm);
     }
     free(rd);
+    if (rc == 0)
+        rc = opt_on_unavailable(c, b, *arr, first, *n);
     path_pop(c, mark);
     return rc;
 }
@@ -889,11 +920,12 @@ static int opt_rate_limit(pctx_t *c, const yaml_node_t *map, quota_t ***arr, siz
 {
     static const char *const allowed[] = {
         "requests_per_minute", "requests_per_hour", "requests_per_day",        "tokens_per_minute",
-        "tokens_per_hour",     "tokens_per_day",    "max_concurrent_requests", NULL};
+        "tokens_per_hour",     "tokens_per_day",    "max_concurrent_requests", "on_unavailable", NULL};
     yaml_node_t *r = get(c, map, "rate_limit");
     if (r == NULL)
         return 0;
     size_t mark = path_key(c, "rate_limit");
+    size_t first = *n;
     int rc = check_map(c, r, allowed, "field");
     for (size_t i = 0; rc == 0 && i < NELEM(rate_fields); i++) {
         int64_t v;
@@ -902,6 +934,8 @@ static int opt_rate_limit(pctx_t *c, const yaml_node_t *map, quota_t ***arr, siz
         if (rc == 0 && present)
             add_quota(arr, n, rate_fields[i].metric, rate_fields[i].window, v);
     }
+    if (rc == 0)
+        rc = opt_on_unavailable(c, r, *arr, first, *n);
     path_pop(c, mark);
     return rc;
 }

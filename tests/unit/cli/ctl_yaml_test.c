@@ -150,6 +150,32 @@ static void test_seed_converts(void **state)
     ctl_doc_free(&d); /* twice is harmless */
 }
 
+static void test_on_unavailable_applies_to_its_section(void **state)
+{
+    ctl_doc_t d;
+    sl_err_t err = {0};
+    ctl_doc_init(&d);
+    assert_int_equal(add(&d, "ou.yaml",
+                         "virtual_keys:\n- id: vk_a\n  customer_id: acme\n"
+                         "  budget: {max_per_day_usd: 1, max_per_month_usd: 20, on_unavailable: open}\n"
+                         "  rate_limit: {requests_per_minute: 5, on_unavailable: closed}\n",
+                         &err),
+                     0);
+    const Sluice__Config__V1__VirtualKey *k = d.pb->virtual_keys[0];
+    assert_int_equal(k->n_quotas, 3);
+    assert_int_equal(k->quotas[0]->on_unavailable, SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_OPEN);
+    assert_int_equal(k->quotas[1]->on_unavailable, SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_OPEN);
+    assert_int_equal(k->quotas[2]->metric, Q(REQUESTS));
+    assert_int_equal(k->quotas[2]->on_unavailable, SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_CLOSED);
+    ctl_doc_free(&d);
+    /* absent: the metric's default */
+    ctl_doc_init(&d);
+    assert_int_equal(add(&d, "seed.yaml", seed, &err), 0);
+    assert_int_equal(d.pb->virtual_keys[0]->quotas[0]->on_unavailable,
+                     SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_DEFAULT);
+    ctl_doc_free(&d);
+}
+
 static void test_all_sections_convert(void **state)
 {
     ctl_doc_t d;
@@ -349,6 +375,8 @@ static void test_structure_rejections_name_the_path(void **state)
          "virtual_keys[0].budget.reset_duration: \"daily\" needs budget.max_per_day_usd"},
         {KEY "  budget: {max_per_month_usd: 1, reset_duration: yearly}\n",
          "virtual_keys[0].budget.reset_duration: \"yearly\" is not a reset period"},
+        {KEY "  budget: {max_per_month_usd: 1, on_unavailable: maybe}\n",
+         "virtual_keys[0].budget.on_unavailable: \"maybe\" is not a policy (expected closed or open)"},
         {"providers:\n- {name: openai, kind: openia}\n", "providers[0].kind: \"openia\" is not a provider kind"},
         {"providers:\n- {name: openai}\n", "providers[0].kind: is required"},
         {"providers:\n- {name: openai, kind: openai, base_url: api.openai.com}\n",
@@ -710,6 +738,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_converts),
+        cmocka_unit_test(test_on_unavailable_applies_to_its_section),
         cmocka_unit_test(test_all_sections_convert),
         cmocka_unit_test(test_money_rejections_name_the_field),
         cmocka_unit_test(test_structure_rejections_name_the_path),
