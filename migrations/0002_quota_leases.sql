@@ -106,15 +106,31 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- The ledger's total for one quota instance: what `used` must equal.
+-- One branch per scope kind, so each can use its ledger index ((key_id,
+-- minute) or (tenant_id, minute)) instead of scanning the window.
 CREATE FUNCTION sluice_quota_ledger_sum(qid bigint, ws timestamptz, we timestamptz) RETURNS bigint
-LANGUAGE sql STABLE AS $$
-    SELECT COALESCE(sum(sluice_quota_amount(q.metric, u.requests, u.input_tokens, u.output_tokens, u.cost_nano)), 0)::bigint
-    FROM quotas q
-    JOIN usage_minute u ON u.minute >= ws AND u.minute < we
-        AND (q.provider = '' OR u.provider = q.provider)
-        AND ((q.scope_kind = 'virtual_key' AND u.key_id = q.scope_id)
-             OR (q.scope_kind = 'tenant' AND u.tenant_id = q.scope_id))
-    WHERE q.id = qid
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    q quotas%ROWTYPE;
+    s numeric;
+BEGIN
+    SELECT * INTO q FROM quotas WHERE id = qid;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    IF q.scope_kind = 'virtual_key' THEN
+        SELECT sum(sluice_quota_amount(q.metric, u.requests, u.input_tokens, u.output_tokens, u.cost_nano)) INTO s
+        FROM usage_minute u
+        WHERE u.key_id = q.scope_id AND u.minute >= ws AND u.minute < we
+          AND (q.provider = '' OR u.provider = q.provider);
+    ELSE
+        SELECT sum(sluice_quota_amount(q.metric, u.requests, u.input_tokens, u.output_tokens, u.cost_nano)) INTO s
+        FROM usage_minute u
+        WHERE u.tenant_id = q.scope_id AND u.minute >= ws AND u.minute < we
+          AND (q.provider = '' OR u.provider = q.provider);
+    END IF;
+    RETURN COALESCE(s, 0)::bigint;
+END
 $$;
 
 -- The lock that orders reports against quota writes (see the top).
