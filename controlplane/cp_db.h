@@ -5,7 +5,10 @@
  * publisher and the listener have their own); it reconnects lazily when the
  * server went away. Every statement goes through PQexecParams with
  * parameters: SQL is never built from user input. This is the only place
- * where SQLSTATEs become SL_E* codes (cp_db_sqlstate_to_err).
+ * where SQLSTATEs become SL_E* codes (cp_db_sqlstate_to_err). Every
+ * handle counts in the pool metrics (cp_metrics_db_conns): a slot from
+ * cp_db_init to cp_db_close, open while connected, in use while a statement
+ * runs or a transaction is open.
  */
 #ifndef CP_DB_H
 #define CP_DB_H

@@ -17,13 +17,32 @@
 
 #define DP_HIST_BUCKETS 16
 
+/* A counter with label values, in a worker's table of them. Label values
+ * are copied (cut at DP_LABEL_VALUES_MAX bytes in all). */
+#define DP_LABEL_VALUES_MAX 192
+typedef struct dp_lcounter {
+    _Atomic int used;                   /* published by the owner with release */
+    uint64_t hash;                      /* owner only */
+    char values[DP_LABEL_VALUES_MAX];   /* NUL-separated label values */
+    uint16_t values_len;
+    _Atomic uint64_t value;
+} dp_lcounter_t;
+
+typedef struct dp_ltable {
+    dp_lcounter_t *slots;
+    uint32_t cap;                       /* power of two */
+    uint32_t count;                     /* owner only */
+    uint32_t nlabels;
+} dp_ltable_t;
+
 typedef struct dp_hist {
     _Atomic uint64_t bucket[DP_HIST_BUCKETS + 1]; /* last: +Inf */
     _Atomic uint64_t sum_ns;
 } dp_hist_t;
 
 typedef struct dp_metrics_worker {
-    _Atomic uint64_t status[600];       /* requests by HTTP status */
+    dp_ltable_t requests;               /* {provider, model, code, outcome} */
+    dp_ltable_t failovers;              /* {from, to, reason} */
     dp_hist_t request;                  /* whole request, client view */
     dp_hist_t overhead;                 /* time in the gateway (request minus upstream wait) */
     dp_hist_t upstream;                 /* upstream, connect to last byte */
@@ -51,6 +70,15 @@ static inline void dp_metric_gauge_add(_Atomic int64_t *g, int64_t n)
     atomic_store_explicit(g, atomic_load_explicit(g, memory_order_relaxed) + n, memory_order_relaxed);
 }
 void dp_metrics_observe(dp_hist_t *h, int which, uint64_t ns);
+
+/* Owner-only: sluice_requests_total{provider, model, code, outcome}. An
+ * unrouted request has provider and model "". Past the table's capacity
+ * new label sets are counted under model "_other" (bounded cardinality:
+ * models can come from clients). */
+void dp_metrics_count_request(dp_metrics_worker_t *m, const char *provider, const char *model, size_t model_len,
+                              int code, const char *outcome);
+/* Owner-only: sluice_failovers_total{from, to, reason}. */
+void dp_metrics_count_failover(dp_metrics_worker_t *m, const char *from, const char *to, const char *reason);
 
 enum { DP_HIST_REQUEST, DP_HIST_OVERHEAD, DP_HIST_UPSTREAM };
 

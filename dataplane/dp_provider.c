@@ -4,6 +4,27 @@
 
 #include <string.h>
 
+/* A translator's header appears with its implementation; until then its
+ * kind stays in the table with no ops, so routing skips it. */
+#if __has_include("anthropic.h")
+#include "anthropic.h"
+#define ANTHROPIC_OPS (&dp_provider_anthropic)
+#else
+#define ANTHROPIC_OPS NULL
+#endif
+#if __has_include("bedrock.h")
+#include "bedrock.h"
+#define BEDROCK_OPS (&dp_provider_bedrock)
+#else
+#define BEDROCK_OPS NULL
+#endif
+#if __has_include("vertex.h")
+#include "vertex.h"
+#define VERTEX_OPS (&dp_provider_vertex)
+#else
+#define VERTEX_OPS NULL
+#endif
+
 extern const dp_provider_ops_t dp_openai_ops;
 extern const dp_provider_ops_t dp_azure_openai_ops;
 
@@ -14,10 +35,9 @@ static const struct {
     {"openai", &dp_openai_ops},
     {"openai_compatible", &dp_openai_ops},
     {"azure_openai", &dp_azure_openai_ops},
-    /* translators still to come: NULL keeps routing from picking them */
-    {"anthropic", NULL},
-    {"bedrock", NULL},
-    {"vertex", NULL},
+    {"anthropic", ANTHROPIC_OPS},
+    {"bedrock", BEDROCK_OPS},
+    {"vertex", VERTEX_OPS},
 };
 
 const dp_provider_ops_t *dp_provider_ops_for(const char *kind)

@@ -38,6 +38,12 @@ typedef struct dp_upstream_req {
     h2o_iovec_t bufs[DP_UPSTREAM_MAX_BUFS];
     size_t nbufs;
     size_t body_len;
+    /* When build_chat fails: why, worded for the client (static or pool
+     * memory; NULL when not said), and error_status 400 when the client's
+     * request cannot be expressed for this provider (another target may
+     * still take it), 0 when the provider's configuration is at fault. */
+    const char *error;
+    int error_status;
 } dp_upstream_req_t;
 
 typedef struct dp_tokens {
@@ -60,6 +66,10 @@ typedef struct dp_upstream_error {
     int status;                   /* status to answer with */
     int pass_body;                /* 1: relay the upstream body as is (OpenAI-shaped) */
     const char *type, *code;      /* when wrapping */
+    /* When wrapping: the upstream's own error message (NUL-terminated; ""
+     * when none), for translators whose error bodies are not OpenAI-shaped
+     * (e.g. Bedrock's {"message": ...}). Zero-initialize the struct. */
+    char message[512];
 } dp_upstream_error_t;
 
 /* Upstream stream framing. */
@@ -110,6 +120,21 @@ typedef struct dp_provider_ops {
      * [DONE]"), DP_EV_ERROR for an in-stream error. */
     int (*translate_event)(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char *event, size_t event_len,
                            const char *data, size_t len, h2o_buffer_t **out, dp_tokens_t *tokens);
+
+    /* --- embeddings (POST /v1/embeddings); NULL when the provider has none ---
+     * in: the client's OpenAI embeddings body, tokenized once (model_tok
+     * set, stream 0, max_tokens -1). Same contract as build_chat. */
+    int (*build_embeddings)(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_credential_t *cred,
+                            h2o_iovec_t served_model, const dp_chat_req_t *in, const h2o_headers_t *client_headers,
+                            h2o_iovec_t request_id, dp_upstream_req_t *out);
+    /* Translates a complete 2xx embeddings answer into OpenAI's
+     * {"object":"list","data":[...],"model","usage"} (pool memory) and reads
+     * its usage. upstream_headers: the answer's headers (Bedrock counts
+     * input tokens in one). NULL when the answer is OpenAI's already (its
+     * usage is then read with parse_usage). */
+    int (*translate_embeddings)(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const dp_chat_req_t *in,
+                                const h2o_headers_t *upstream_headers, const char *body, size_t len,
+                                h2o_iovec_t *out, dp_tokens_t *tokens);
 } dp_provider_ops_t;
 
 /* The translator for a provider kind, or NULL when the kind is unknown or

@@ -9,21 +9,50 @@
  * h2o calls the generator's stop (if the response started) and then clears
  * the pool, so the upstream is cancelled in both orders of events.
  *
+ * Attempts. A request's targets are its resolved (provider, model), then
+ * the key's fallbacks (dp_route_targets). Each attempt sends the request to
+ * one target with one credential picked by weight among those whose circuit
+ * breaker lets it through (dp_breaker.h). An attempt fails over to the next
+ * one on a connect error, a timeout, 408, 429, 5xx, or a stream that fails
+ * before its first content; 401/403 also open that credential's breaker for
+ * a long cooldown and move to the provider's next credential first. Other
+ * 4xx are the client's: answered at once. Going back to a provider that
+ * already failed waits a jittered backoff (dp_retry.h); the request stops
+ * trying once DP_RETRY_MAX_ATTEMPTS attempts were made or
+ * DP_RETRY_BUDGET_MS passed, and answers the last failure in OpenAI's error
+ * shape. Nothing of a failed attempt reaches the client: its response
+ * headers are dropped and the client's response starts only once an
+ * attempt is kept.
+ *
+ * Streams. The upstream's preamble (role chunk, message_start, ping,
+ * metadata...) is held until the first event carrying content
+ * (DP_EV_CONTENT), the end of the stream, or HOLD_MAX bytes; until then a
+ * failure is invisible to the client and fails over. After that the stream
+ * is relayed as it arrives, and a break ends it with an SSE error event and
+ * no [DONE]; the tokens delivered are accounted (see finalize: usage the
+ * upstream reported, else one output token per content chunk delivered and
+ * the request's size estimate for input, recorded as an error row).
+ *
  * Upstream. One keep-alive socket pool per (provider, host, port, TLS) per
  * worker; h2o's http1client borrows a socket per request and returns it when
  * the response ended cleanly. A pooled socket the upstream closed while idle
- * fails before any response byte: such requests are retried (twice at most)
- * on a fresh connection, which is safe because the upstream saw nothing.
- * Timers: connect, first byte (until the response head) and idle (between
- * body reads) from the provider, plus an optional total.
+ * fails before any response byte: such requests are resent (twice at most,
+ * not counted as attempts) on a fresh connection, which is safe because the
+ * upstream saw nothing. Timers per attempt: connect, first byte (until the
+ * response head), idle (between body reads), total.
  *
- * Relay. Non-streaming responses are buffered whole (their usage decides
- * the x-sluice-cost-usd header, which precedes the body), then sent in one
- * write. Streams are relayed as they arrive with at most one h2o_send in
- * flight: bytes received meanwhile collect in `recv` and go out on the next
- * proceed (zero-copy: socket buffers are swapped, not copied, whenever the
- * previous batch is gone). Each event is also fed to an SSE parser to pick
- * up usage and the end marker.
+ * Relay. OpenAI-format upstreams are relayed byte for byte: non-streaming
+ * bodies are buffered whole (their usage decides the x-sluice-cost-usd
+ * header, which precedes the body) and sent in one write; streams go out
+ * as they arrive with at most one h2o_send in flight (socket buffers are
+ * swapped, not copied, whenever the previous batch is gone), each event
+ * also fed to an SSE parser for usage, content and the end marker.
+ * Translating providers (dp_provider.h) have their bodies translated and
+ * their stream events decoded by framing (SSE, or AWS event stream messages
+ * parsed in place in the socket buffer) and translated into OpenAI chunks;
+ * the request path writes "data: [DONE]" itself. Anthropic-format clients
+ * (POST /v1/messages) have their request translated to OpenAI's form on the
+ * way in and every answer translated back on the way out.
  */
 #include "dp_proxy.h"
 
@@ -33,15 +62,21 @@
 #include <strings.h>
 #include <time.h>
 
+#include "anthropic.h"
+#include "dp_breaker.h"
 #include "dp_error.h"
+#include "dp_metrics_labels.h"
 #include "dp_price.h"
 #include "dp_provider.h"
 #include "dp_quota.h"
+#include "dp_reqlog.h"
+#include "dp_retry.h"
 #include "dp_route.h"
 #include "dp_snapshot.h"
 #include "dp_usage.h"
 #include "sl_crypto.h"
 #include "sl_err.h"
+#include "sl_evstream.h"
 #include "sl_json.h"
 #include "sl_log.h"
 #include "sl_money.h"
@@ -49,12 +84,22 @@
 
 #define MOD "proxy"
 #define MAX_RESPONSE_BYTES ((size_t)64 << 20)
+#define MAX_ERROR_BODY ((size_t)64 << 10) /* an upstream error body kept for the answer */
 #define SSE_EVENT_CAP 16384
+#define XLATE_EVENT_CAP 262144 /* translated streams must see whole events */
+#define MAX_EVS_MESSAGE ((size_t)4 << 20)
+#define HOLD_MAX ((size_t)1 << 20) /* a preamble longer than this starts the response anyway */
 #define POOL_IDLE_MS 20000
 #define MAX_SECRET_LEN 512
 #define DEFAULT_CONNECT_MS 10000
-#define DEFAULT_FIRST_BYTE_MS 300000
-#define DEFAULT_IDLE_MS 300000
+#define DEFAULT_FIRST_BYTE_MS 300000 /* non-streamed answers come after the whole generation */
+#define DEFAULT_IDLE_MS 300000       /* reasoning models may think for minutes between chunks */
+#define DEFAULT_TOTAL_MS 900000
+#define BACKOFF_TICK_MS 50
+#define BYTES_PER_TOKEN 4 /* input estimate of a broken stream without usage */
+
+enum { CALL_CHAT, CALL_EMBEDDINGS };
+enum { INGRESS_OPENAI, INGRESS_ANTHROPIC };
 
 struct dp_upstream_pool {
     uint64_t hash;
@@ -68,31 +113,68 @@ typedef struct call {
     h2o_linklist_t link;
     dp_snapshot_t *snap;
     const dp_key_t *key;
-    dp_route_t route;
+    int kind;                    /* CALL_* */
+    int ingress;                 /* INGRESS_* */
+    dp_route_t route;            /* the target of the current (at the end: the last) attempt */
+    dp_route_t targets[DP_MAX_TARGETS];
+    uint64_t tried[DP_MAX_TARGETS]; /* credentials already tried, per target */
+    uint8_t fails[DP_MAX_TARGETS];  /* failures (other than auth) per target */
+    uint32_t unusable;              /* targets the request cannot be built for (bit per target) */
+    size_t ntargets, ti;
+    int round;                   /* 0: first pass over the targets, 1: retries */
+    int attempts;                /* upstream requests sent (pooled-socket resends excluded) */
+    int64_t deadline_ms;         /* no attempt starts after this */
+    int64_t backoff_until_ms;
     const dp_credential_t *cred;
+    int cred_index;
+    dp_breaker_t *breaker;
+    dp_breaker_cfg_t bcfg;
     dp_chat_req_t chat;
     h2o_iovec_t asked_model;
     dp_upstream_req_t up;
     dp_quota_hold_t hold;
     h2o_http1client_t *client;
     dp_upstream_pool_t *upool;
-    h2o_buffer_t *recv;          /* upstream bytes not yet handed to h2o */
+    h2o_buffer_t *recv;          /* upstream bytes (or translated output) not yet handed to h2o */
+    h2o_buffer_t *xbuf;          /* translated chunks on their way to the Anthropic egress */
     h2o_doublebuffer_t out;      /* bytes being sent to the client */
     h2o_generator_t gen;
     sl_sse_t sse;
+    char *ssebuf;
+    size_t ssecap;
+    dp_xlate_ctx_t xc;           /* translating providers only */
+    dp_anthropic_egress_t *egress; /* streams to Anthropic-format clients */
+    h2o_headers_t up_headers;    /* upstream answer headers (embeddings translators) */
     dp_tokens_t tokens;
+    int64_t content_events;      /* content chunks seen in the kept stream */
     int64_t cost_nano;
     h2o_timeout_entry_t timer;       /* connect, first byte, idle */
     h2o_timeout_entry_t total_timer;
+    h2o_timeout_entry_t backoff_timer;
     int status;                  /* status answered; 499 when the client left first */
     int upstream_status;
-    int retries;
+    int resends;                 /* pooled-socket resends of this attempt */
     const char *error;           /* why the request failed, for the log */
+    const char *outcome;         /* requests metric label; NULL: derived at the end */
+    /* the failure answered when no attempt is left */
+    dp_error_t last_err;
+    h2o_iovec_t last_body;       /* an OpenAI-shaped upstream error body relayed as is */
+    h2o_iovec_t retry_after;
+    const char *pending_from;    /* failover metric: the failed attempt's provider and reason */
+    const char *pending_reason;
     uint64_t t_start, t_up_start, t_up_end;
+    uint64_t t_first_token;      /* first content of the kept stream (0: none) */
+    dp_reqlog_capture_t *capture; /* the answer as sent, for keys that log content */
+    int log_content;             /* the key opted in to content in its request log lines */
     unsigned routed : 1, streaming : 1, started : 1, send_inflight : 1, upstream_done : 1, saw_done : 1,
-        stopped : 1, accounted : 1, reused : 1, connecting : 1, broken : 1, final_sent : 1, linked : 1;
+        stopped : 1, accounted : 1, reused : 1, connecting : 1, broken : 1, final_sent : 1, linked : 1,
+        xlate : 1, include_usage : 1, committed : 1, saw_content : 1, error_relayed : 1, probe : 1,
+        head_seen : 1, answered_upstream : 1, stay : 1, chose : 1, client_connected : 1;
     char request_id[33];
 } call_t;
+
+static void next_attempt(call_t *c);
+static void start_upstream(call_t *c);
 
 static uint64_t now_ns(void)
 {
@@ -116,10 +198,15 @@ static void add_gateway_headers(call_t *c)
     add_header_str(c, hs, "x-request-id", c->request_id, 32);
     if (c->routed) {
         add_header_str(c, hs, "x-sluice-provider", c->route.provider->name, strlen(c->route.provider->name));
-        char *m = h2o_mem_alloc_pool(&c->req->pool, c->route.model_len);
+        char *m = h2o_mem_alloc_pool(&c->req->pool, c->route.model_len + 16);
         memcpy(m, c->route.model, c->route.model_len);
         add_header_str(c, hs, "x-sluice-model", m, c->route.model_len);
+        char *a = m + c->route.model_len;
+        int n = snprintf(a, 16, "%d", c->attempts);
+        add_header_str(c, hs, "x-sluice-attempts", a, (size_t)n);
     }
+    if (c->key != NULL)
+        dp_quota_add_headers(c->req, c->snap, c->key, c->routed ? c->route.provider->name : NULL);
 }
 
 static void respond_body(call_t *c, int status, h2o_iovec_t body)
@@ -135,11 +222,20 @@ static void respond_body(call_t *c, int status, h2o_iovec_t body)
     h2o_send_inline(req, body.base, body.len);
 }
 
+/* An error answer; body is OpenAI-shaped (Anthropic-format clients get it
+ * in their shape). */
+static void respond_error_body(call_t *c, int status, h2o_iovec_t body)
+{
+    if (c->ingress == INGRESS_ANTHROPIC)
+        body = dp_anthropic_egress_error(&c->req->pool, status, body.base, body.len);
+    respond_body(c, status, body);
+}
+
 static void respond_error(call_t *c, const dp_error_t *e)
 {
     if (c->error == NULL)
         c->error = e->code != NULL ? e->code : e->message;
-    respond_body(c, e->status, dp_error_json(&c->req->pool, e));
+    respond_error_body(c, e->status, dp_error_json(&c->req->pool, e));
 }
 
 static void fail(call_t *c, int status, const char *type, const char *code, const char *param, const char *msg)
@@ -150,47 +246,75 @@ static void fail(call_t *c, int status, const char *type, const char *code, cons
 
 /* ---- accounting ----------------------------------------------------------- */
 
-static size_t esc_trunc(char *out, const char *s, size_t len)
+/* The requests metric's outcome label. */
+static const char *outcome_of(call_t *c)
 {
-    if (s == NULL)
-        return (size_t)(memcpy(out, "null", 4), 4);
-    return dp_json_escape(out, s, len > 200 ? 200 : len);
+    if (c->status == 499)
+        return "cancelled";
+    if (c->broken)
+        return "stream_broken";
+    if (c->outcome != NULL)
+        return c->outcome;
+    if (c->status >= 200 && c->status < 300)
+        return c->attempts > 1 || c->ti > 0 ? "failover" : "success";
+    if (c->answered_upstream)
+        return "upstream_error";
+    return c->status >= 500 ? "gateway_error" : "rejected";
 }
 
 static void log_request(call_t *c, uint64_t total_ns, uint64_t up_ns)
 {
-    char line[4096], a[420], b[420], m[420], p[420], sm[420], er[420];
-    struct timespec ts;
-    struct tm tm;
-    const char *prov = c->routed ? c->route.provider->name : NULL;
-    a[esc_trunc(a, c->key != NULL ? c->key->id : NULL, c->key != NULL ? strlen(c->key->id) : 0)] = '\0';
-    b[esc_trunc(b, c->key != NULL ? c->key->tenant_id : NULL, c->key != NULL ? strlen(c->key->tenant_id) : 0)] = '\0';
-    m[esc_trunc(m, c->asked_model.base, c->asked_model.len)] = '\0';
-    p[esc_trunc(p, prov, prov != NULL ? strlen(prov) : 0)] = '\0';
-    sm[esc_trunc(sm, c->routed ? c->route.model : NULL, c->route.model_len)] = '\0';
-    er[esc_trunc(er, c->error, c->error != NULL ? strlen(c->error) : 0)] = '\0';
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line),
-                     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"info\",\"module\":\"request\","
-                     "\"request_id\":\"%s\",\"method\":\"%.*s\",\"path\":\"%.*s\",\"key_id\":%s,\"tenant_id\":%s,"
-                     "\"model\":%s,\"provider\":%s,\"served_model\":%s,\"stream\":%s,\"status\":%d,"
-                     "\"upstream_status\":%d,\"input_tokens\":%lld,\"cached_input_tokens\":%lld,"
-                     "\"output_tokens\":%lld,\"cost_nano\":%lld,\"overhead_us\":%llu,\"upstream_ms\":%llu,"
-                     "\"duration_ms\":%llu,\"error\":%s}",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, c->request_id, (int)(c->req->method.len > 16 ? 16 : c->req->method.len),
-                     c->req->method.base, (int)(c->req->path_normalized.len > 200 ? 200 : c->req->path_normalized.len),
-                     c->req->path_normalized.base, a, b, m, p, sm, c->chat.stream ? "true" : "false", c->status,
-                     c->upstream_status, (long long)c->tokens.input, (long long)c->tokens.cached_input,
-                     (long long)c->tokens.output, (long long)c->cost_nano,
-                     (unsigned long long)((total_ns - up_ns) / 1000), (unsigned long long)(up_ns / 1000000),
-                     (unsigned long long)(total_ns / 1000000), er);
-    /* path and method come from h2o's parser: no quotes or control bytes survive it unescaped in practice,
-     * but never emit a line that is not JSON */
-    if (n > 0 && (size_t)n < sizeof(line) && memchr(c->req->path_normalized.base, '"',
-                                                      c->req->path_normalized.len) == NULL)
-        sl_log_json_line(line, (size_t)n);
+    const char *asked = c->ntargets > 0 ? c->targets[0].provider->name : c->routed ? c->route.provider->name : NULL;
+    dp_reqlog_rec_t r = {
+        .request_id = c->request_id,
+        .method = c->req->method,
+        .path = c->req->path_normalized,
+        .key_id = c->key != NULL ? c->key->id : NULL,
+        .tenant_id = c->key != NULL ? c->key->tenant_id : NULL,
+        .requested_model = c->asked_model,
+        .requested_provider = asked,
+        .provider = c->routed ? c->route.provider->name : NULL,
+        .served_model = c->routed ? h2o_iovec_init(c->route.model, c->route.model_len) : h2o_iovec_init(NULL, 0),
+        .stream = c->chat.stream,
+        .status = c->status,
+        .upstream_status = c->upstream_status,
+        .attempts = c->attempts,
+        .outcome = outcome_of(c),
+        .error = c->error,
+        .input_tokens = c->tokens.input,
+        .cached_input_tokens = c->tokens.cached_input,
+        .output_tokens = c->tokens.output,
+        .cost_nano = c->cost_nano,
+        .total_ns = total_ns,
+        .upstream_ns = up_ns,
+        .ttft_ns = c->t_first_token != 0 ? c->t_first_token - c->t_start : 0,
+        .chat = c->log_content ? &c->chat : NULL,
+        .capture = c->log_content ? c->capture : NULL,
+    };
+    dp_reqlog_write(&r);
+}
+
+/* A stream cut after content went out, without usage from the upstream:
+ * one output token per content chunk delivered (OpenAI streams carry about
+ * one token per chunk; for upstreams that batch several tokens per delta
+ * this is a lower bound), and the request's size over BYTES_PER_TOKEN for
+ * input. Usage the upstream did report wins where it is larger. */
+static void estimate_broken_stream(call_t *c)
+{
+    if (c->tokens.output < c->content_events)
+        c->tokens.output = c->content_events;
+    if (c->tokens.input == 0)
+        c->tokens.input = (int64_t)(c->chat.len / BYTES_PER_TOKEN);
+}
+
+static void unlink_timers(call_t *c)
+{
+    if (h2o_timeout_is_linked(&c->timer))
+        h2o_timeout_unlink(&c->timer);
+    if (h2o_timeout_is_linked(&c->total_timer))
+        h2o_timeout_unlink(&c->total_timer);
+    if (h2o_timeout_is_linked(&c->backoff_timer))
+        h2o_timeout_unlink(&c->backoff_timer);
 }
 
 /* The one place a request is accounted. Runs once, from on_dispose or
@@ -200,10 +324,7 @@ static void finalize(call_t *c)
     if (c->accounted)
         return;
     c->accounted = 1;
-    if (h2o_timeout_is_linked(&c->timer))
-        h2o_timeout_unlink(&c->timer);
-    if (h2o_timeout_is_linked(&c->total_timer))
-        h2o_timeout_unlink(&c->total_timer);
+    unlink_timers(c);
     if (c->client != NULL) {
         h2o_http1client_cancel(c->client);
         c->client = NULL;
@@ -217,7 +338,7 @@ static void finalize(call_t *c)
     dp_worker_t *w = c->w;
     dp_metrics_worker_t *mt = w->m;
     uint64_t t_end = now_ns();
-    if (c->status == 0 || (c->streaming && !c->final_sent) || c->stopped)
+    if (c->status == 0 || (c->streaming && c->committed && !c->final_sent) || c->stopped)
         c->status = 499;
     uint64_t total = t_end - c->t_start, up = 0;
     if (c->t_up_start != 0) {
@@ -227,11 +348,14 @@ static void finalize(call_t *c)
         dp_metrics_observe(&mt->upstream, DP_HIST_UPSTREAM, up);
     }
     int error = c->status >= 400 || c->broken;
+    if (c->streaming && c->committed && (c->broken || c->status == 499) && !c->saw_done)
+        estimate_broken_stream(c);
     if (c->routed) {
         c->cost_nano = dp_price_cost(c->route.price, &c->tokens);
         dp_quota_actual_t act = {.input_tokens = c->tokens.input,
                                  .output_tokens = c->tokens.output,
-                                 .cost_nano = c->cost_nano};
+                                 .cost_nano = c->cost_nano,
+                                 .provider = c->route.provider->name};
         dp_quota_settle(w->id, c->key, &c->hold, &act);
         char model[256];
         size_t ml = c->route.model_len < sizeof(model) - 1 ? c->route.model_len : sizeof(model) - 1;
@@ -242,29 +366,43 @@ static void finalize(call_t *c)
             .tenant_id = c->key->tenant_id,
             .provider = c->route.provider->name,
             .model = model,
-            .unix_sec = (int64_t)time(NULL),
+            .unix_sec = c->hold.admit_unix, /* the window it was admitted in */
             .input_tokens = c->tokens.input,
             .cached_input_tokens = c->tokens.cached_input,
             .output_tokens = c->tokens.output,
             .cost_nano = c->cost_nano,
             .error = error,
         };
-        dp_usage_record(w->id, &rec);
+        if (c->hold.admit_unix != 0) /* a quota rejection used nothing */
+            dp_usage_record(w->id, &rec);
         dp_metric_add(&mt->tokens_input, (uint64_t)c->tokens.input);
         dp_metric_add(&mt->tokens_cached_input, (uint64_t)c->tokens.cached_input);
         dp_metric_add(&mt->tokens_output, (uint64_t)c->tokens.output);
         dp_metric_add(&mt->cost_nano, (uint64_t)c->cost_nano);
+        if (c->attempts > 0) {
+            dp_mlabels_rec_t lr = {c->route.provider->name, c->route.price != NULL ? c->route.price->model : NULL,
+                                   c->key->tenant_id, c->tokens.input, c->tokens.cached_input, c->tokens.output,
+                                   c->cost_nano, c->t_first_token != 0 ? c->t_first_token - c->t_start : 0};
+            dp_mlabels_record(w->id, &lr);
+        }
         if (c->route.price == NULL && c->t_up_start != 0)
             dp_metric_add(&mt->unpriced, 1);
     }
-    dp_metric_add(&mt->status[c->status < 600 && c->status >= 100 ? c->status : 599], 1);
+    /* label values come from the snapshot: a served model outside the
+     * catalog (clients may name any) counts as "_other" */
+    int served = c->routed && c->attempts > 0, cataloged = served && c->route.price != NULL;
+    dp_metrics_count_request(mt, served ? c->route.provider->name : "",
+                             cataloged ? c->route.model : served ? "_other" : "",
+                             cataloged ? c->route.model_len : served ? 6 : 0, c->status, outcome_of(c));
     dp_metrics_observe(&mt->request, DP_HIST_REQUEST, total);
     dp_metrics_observe(&mt->overhead, DP_HIST_OVERHEAD, total - up);
     dp_metric_gauge_add(&mt->inflight, -1);
     w->inflight--;
-    if (w->cfg->request_log)
+    if (w->cfg->request_log && dp_reqlog_sampled(dp_worker_rand(w), error))
         log_request(c, total, up);
     h2o_buffer_dispose(&c->recv);
+    if (c->xbuf != NULL)
+        h2o_buffer_dispose(&c->xbuf);
     h2o_doublebuffer_dispose(&c->out);
     if (c->snap != NULL) {
         dp_snapshot_release(c->snap);
@@ -338,7 +476,7 @@ static void arm(call_t *c, int ms, int dflt)
     h2o_timeout_link(c->w->ctx.loop, dp_worker_timeout(c->w, (uint64_t)(ms > 0 ? ms : dflt)), &c->timer);
 }
 
-/* ---- streaming relay ------------------------------------------------------ */
+/* ---- relay to the client -------------------------------------------------- */
 
 static void append(h2o_buffer_t **buf, const char *s, size_t n)
 {
@@ -351,7 +489,7 @@ static void append(h2o_buffer_t **buf, const char *s, size_t n)
 
 static void try_send(call_t *c)
 {
-    if (c->stopped || c->send_inflight || c->final_sent)
+    if (c->stopped || c->send_inflight || c->final_sent || !c->committed)
         return;
     h2o_iovec_t iov = h2o_doublebuffer_prepare(&c->out, &c->recv, SIZE_MAX);
     int final = c->upstream_done && c->recv->size == 0 && c->out.buf->size == c->out.bytes_inflight;
@@ -361,6 +499,8 @@ static void try_send(call_t *c)
     c->started = 1;
     if (final)
         c->final_sent = 1;
+    if (c->log_content && iov.len != 0)
+        dp_reqlog_capture(&c->capture, &c->req->pool, iov.base, iov.len);
     h2o_send(c->req, &iov, iov.len != 0 ? 1 : 0, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
@@ -384,20 +524,48 @@ static void on_stop(h2o_generator_t *gen, h2o_req_t *req)
         if (c->error == NULL)
             c->error = "client disconnected";
     }
-    if (h2o_timeout_is_linked(&c->timer))
-        h2o_timeout_unlink(&c->timer);
-    if (h2o_timeout_is_linked(&c->total_timer))
-        h2o_timeout_unlink(&c->total_timer);
+    unlink_timers(c);
 }
 
-/* Ends a started stream with an explicit error event (never a clean [DONE]). */
+static int sse_to_client(call_t *c)
+{
+    return c->xlate || c->ingress == INGRESS_ANTHROPIC;
+}
+
+/* Starts the client's streamed response: the kept attempt's status and
+ * headers, then whatever is pending. */
+static void commit(call_t *c)
+{
+    h2o_req_t *req = c->req;
+    c->committed = 1;
+    req->res.status = c->upstream_status;
+    req->res.reason = dp_http_reason(c->upstream_status);
+    if (sse_to_client(c)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("text/event-stream; charset=utf-8"));
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+    }
+    add_gateway_headers(c);
+    c->status = c->upstream_status;
+    c->gen.proceed = on_proceed;
+    c->gen.stop = on_stop;
+    h2o_start_response(req, &c->gen);
+    try_send(c); /* flushes the head and the held preamble at once */
+}
+
+/* Ends a started stream with an explicit error event (never a clean
+ * [DONE]). */
 static void end_stream_with_error(call_t *c, const char *code, const char *msg)
 {
-    dp_error_t e = {.status = 502, .type = "api_error", .code = code, .message = msg};
-    h2o_iovec_t j = dp_error_json(&c->req->pool, &e);
-    append(&c->recv, H2O_STRLIT("data: "));
-    append(&c->recv, j.base, j.len - 1); /* without its newline */
-    append(&c->recv, H2O_STRLIT("\n\n"));
+    if (c->egress != NULL) {
+        dp_anthropic_egress_fail(c->egress, msg, &c->recv);
+    } else if (!c->error_relayed) {
+        dp_error_t e = {.status = 502, .type = "api_error", .code = code, .message = msg};
+        h2o_iovec_t j = dp_error_json(&c->req->pool, &e);
+        append(&c->recv, H2O_STRLIT("data: "));
+        append(&c->recv, j.base, j.len - 1); /* without its newline */
+        append(&c->recv, H2O_STRLIT("\n\n"));
+    }
     c->broken = 1;
     c->upstream_done = 1;
     if (c->error == NULL)
@@ -405,61 +573,146 @@ static void end_stream_with_error(call_t *c, const char *code, const char *msg)
     try_send(c);
 }
 
+/* ---- stream decoding ------------------------------------------------------ */
+
+/* What an event told the request path. */
+static void note_event(call_t *c, int f)
+{
+    if (f & DP_EV_CONTENT) {
+        if (!c->saw_content)
+            c->t_first_token = now_ns();
+        c->saw_content = 1;
+        c->content_events++;
+    }
+    if (f & DP_EV_DONE)
+        c->saw_done = 1;
+}
+
+/* Callbacks return 0, 1 for an in-stream error, 2 for an event that cannot
+ * be read. */
+
+/* Byte-for-byte relay: the event is already in c->recv; only inspected. */
 static int on_sse_event(void *ud, const sl_sse_event_t *ev)
 {
     call_t *c = ud;
-    if (ev->truncated)
+    if (ev->truncated) {
+        note_event(c, DP_EV_CONTENT); /* too big to inspect: a large content chunk */
+        return 0;
+    }
+    if (c->route.ops->parse_event == NULL)
         return 0;
     int f = c->route.ops->parse_event(&c->req->pool, ev->data, ev->len, &c->tokens);
-    if (f & DP_EV_DONE)
-        c->saw_done = 1;
+    note_event(c, f & ~DP_EV_ERROR);
+    return (f & DP_EV_ERROR) ? 1 : 0;
+}
+
+/* Feeds one OpenAI event's data to the Anthropic egress. */
+static void to_egress(call_t *c, const char *data, size_t len)
+{
+    dp_anthropic_egress_event(c->egress, data, len, &c->recv);
+}
+
+/* OpenAI-format upstream, Anthropic-format client. */
+static int on_egress_sse_event(void *ud, const sl_sse_event_t *ev)
+{
+    call_t *c = ud;
+    if (ev->truncated)
+        return 2;
+    int f = c->route.ops->parse_event != NULL
+                ? c->route.ops->parse_event(&c->req->pool, ev->data, ev->len, &c->tokens)
+                : 0;
+    if (f & DP_EV_ERROR)
+        return 1;
+    note_event(c, f);
+    to_egress(c, ev->data, ev->len);
     return 0;
 }
 
-/* ---- upstream failures ---------------------------------------------------- */
-
-static void upstream_failed(call_t *c, int status, const char *code, const char *msg)
+/* Passes complete translated chunks ("data: {...}\n\n") from c->xbuf to the
+ * Anthropic egress. */
+static void pump_egress(call_t *c)
 {
-    c->t_up_end = now_ns();
-    c->error = msg;
-    dp_metric_add(&c->w->m->upstream_errors, 1);
-    if (h2o_timeout_is_linked(&c->timer))
-        h2o_timeout_unlink(&c->timer);
-    if (h2o_timeout_is_linked(&c->total_timer))
-        h2o_timeout_unlink(&c->total_timer);
-    if (c->stopped || c->final_sent)
+    h2o_buffer_t *b = c->xbuf;
+    size_t off = 0;
+    if (b->size == 0)
         return;
-    if (c->streaming) {
-        end_stream_with_error(c, code, msg);
-        return;
+    for (;;) {
+        const char *s = b->bytes + off, *end = b->bytes + b->size;
+        const char *sep = (const char *)memmem(s, (size_t)(end - s), "\n\n", 2);
+        if (sep == NULL)
+            break;
+        for (const char *line = s; line < sep;) {
+            const char *nl = memchr(line, '\n', (size_t)(sep - line));
+            const char *le = nl != NULL ? nl : sep;
+            if (le - line >= 5 && memcmp(line, "data:", 5) == 0) {
+                const char *d = line + 5;
+                if (d < le && *d == ' ')
+                    d++;
+                to_egress(c, d, (size_t)(le - d));
+            }
+            line = le + 1;
+        }
+        off = (size_t)(sep + 2 - b->bytes);
     }
-    c->req->res.headers = (h2o_headers_t){NULL}; /* drop what was copied from the upstream */
-    fail(c, status, "api_error", code, NULL, msg);
+    h2o_buffer_consume(&c->xbuf, off);
 }
 
-static void on_timeout(h2o_timeout_entry_t *entry)
+/* Translating providers: one upstream event in, OpenAI chunks out. */
+static int xlate_event(call_t *c, const char *event, size_t elen, const char *data, size_t len)
 {
-    call_t *c = H2O_STRUCT_FROM_MEMBER(call_t, timer, entry);
-    if (c->client != NULL) {
-        h2o_http1client_cancel(c->client);
-        c->client = NULL;
+    h2o_buffer_t **out = c->egress != NULL ? &c->xbuf : &c->recv;
+    size_t before = (*out)->size;
+    int f = c->route.ops->translate_event(&c->req->pool, &c->xc, event, elen, data, len, out, &c->tokens);
+    if (f & DP_EV_ERROR) {
+        (*out)->size = before; /* the request path words the error event itself */
+        return 1;
     }
-    upstream_failed(c, 504, "upstream_timeout", "the upstream did not answer in time");
+    int done_before = c->saw_done;
+    note_event(c, f);
+    if ((f & DP_EV_DONE) && !done_before)
+        append(out, H2O_STRLIT("data: [DONE]\n\n"));
+    if (c->egress != NULL)
+        pump_egress(c);
+    return 0;
 }
 
-static void on_total_timeout(h2o_timeout_entry_t *entry)
+static int on_xlate_sse_event(void *ud, const sl_sse_event_t *ev)
 {
-    call_t *c = H2O_STRUCT_FROM_MEMBER(call_t, total_timer, entry);
-    if (c->client != NULL) {
-        h2o_http1client_cancel(c->client);
-        c->client = NULL;
-    }
-    upstream_failed(c, 504, "upstream_timeout", "the upstream exceeded the total time allowed");
+    call_t *c = ud;
+    if (ev->truncated)
+        return 2;
+    return xlate_event(c, ev->event, strlen(ev->event), ev->data, ev->len);
 }
 
-/* ---- upstream callbacks --------------------------------------------------- */
-
-static void start_upstream(call_t *c);
+/* Decodes complete event-stream messages in place in the socket buffer; a
+ * message split across reads stays there until the rest arrives, so
+ * nothing is copied or allocated. */
+static int feed_evstream(call_t *c, h2o_buffer_t **in)
+{
+    sl_evs_message_t m;
+    size_t used, off = 0;
+    sl_err_t err;
+    int rc = 0;
+    while (rc == 0 && off < (*in)->size) {
+        int r = sl_evs_parse((const uint8_t *)(*in)->bytes + off, (*in)->size - off, MAX_EVS_MESSAGE, &m, &used,
+                             &err);
+        if (r == 0)
+            break;
+        if (r < 0) {
+            rc = 2;
+            break;
+        }
+        off += used;
+        if (m.message_type.p != NULL && !sl_evs_str_eq(m.message_type, SL_EVS_MSG_EVENT)) {
+            rc = 1; /* "exception" or "error" */
+            break;
+        }
+        rc = xlate_event(c, m.event_type.p != NULL ? m.event_type.p : "", m.event_type.len,
+                         (const char *)m.payload, m.payload_len);
+    }
+    h2o_buffer_consume(in, off);
+    return rc;
+}
 
 /* Moves what the socket received into c->recv; returns the byte count. */
 static size_t take_input(call_t *c, h2o_socket_t *sock)
@@ -478,6 +731,399 @@ static size_t take_input(call_t *c, h2o_socket_t *sock)
     return n;
 }
 
+/* Feeds what the socket received to the stream's decoder. Returns 0, 1 when
+ * the upstream reported an error in the stream, 2 when the stream cannot be
+ * decoded. */
+static int feed_stream(call_t *c, h2o_socket_t *sock)
+{
+    h2o_buffer_t **in = &sock->input;
+    if ((*in)->size == 0)
+        return 0;
+    if (!c->xlate && c->egress == NULL) {
+        size_t n = take_input(c, sock);
+        return sl_sse_feed(&c->sse, c->recv->bytes + c->recv->size - n, n, on_sse_event, c);
+    }
+    if (c->xlate && c->route.ops->framing == DP_FRAMING_AWS_EVENTSTREAM)
+        return feed_evstream(c, in);
+    int rc = sl_sse_feed(&c->sse, (*in)->bytes, (*in)->size, c->xlate ? on_xlate_sse_event : on_egress_sse_event, c);
+    h2o_buffer_consume(in, (*in)->size);
+    return rc;
+}
+
+/* ---- attempts ------------------------------------------------------------- */
+
+static void cancel_upstream(call_t *c)
+{
+    if (c->client != NULL) {
+        h2o_http1client_cancel(c->client);
+        c->client = NULL;
+    }
+    if (h2o_timeout_is_linked(&c->timer))
+        h2o_timeout_unlink(&c->timer);
+    if (h2o_timeout_is_linked(&c->total_timer))
+        h2o_timeout_unlink(&c->total_timer);
+}
+
+static void record_outcome(call_t *c, int outcome)
+{
+    if (c->breaker == NULL)
+        return;
+    if (c->bcfg.failures == 0) /* read from the provider's params once per attempt */
+        dp_breaker_cfg_for(c->route.provider, &c->bcfg);
+    dp_breaker_record(c->breaker, &c->bcfg, outcome, c->probe, dp_breaker_now_ms(), c->cred);
+    c->probe = 0;
+}
+
+/* Forgets everything a failed attempt left, so the next one starts clean. */
+static void reset_attempt(call_t *c)
+{
+    h2o_buffer_consume(&c->recv, c->recv->size);
+    if (c->xbuf != NULL)
+        h2o_buffer_consume(&c->xbuf, c->xbuf->size);
+    c->req->res.headers = (h2o_headers_t){NULL};
+    c->up_headers = (h2o_headers_t){NULL};
+    c->streaming = c->saw_done = c->saw_content = c->upstream_done = c->error_relayed = c->head_seen = 0;
+    c->tokens = (dp_tokens_t){0};
+    c->content_events = 0;
+    c->egress = NULL;
+    c->xc.state = NULL;
+    c->retry_after = h2o_iovec_init(NULL, 0);
+}
+
+static void set_last_error(call_t *c, int status, const char *type, const char *code, const char *msg)
+{
+    c->last_err = (dp_error_t){.status = status, .type = type, .code = code, .message = msg};
+    c->last_body = h2o_iovec_init(NULL, 0);
+}
+
+/* Answers the last failure: no attempt is left. */
+static void give_up(call_t *c)
+{
+    if (c->stopped || c->final_sent)
+        return;
+    h2o_req_t *req = c->req;
+    if (c->last_err.status == 0)
+        set_last_error(c, 503, "api_error", "provider_unavailable", "no provider could take the request");
+    if (c->last_err.status == 429 && c->retry_after.len != 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, c->retry_after.base,
+                       c->retry_after.len);
+    if (c->error == NULL)
+        c->error = c->last_err.message;
+    if (c->last_body.len != 0)
+        respond_error_body(c, c->last_err.status, c->last_body);
+    else
+        respond_error(c, &c->last_err);
+}
+
+/* An attempt failed before anything reached the client. outcome: what the
+ * credential's breaker hears (-1: nothing); reason: the failover metric's
+ * label; status, code, msg: the answer if no attempt is left (status 0:
+ * the caller set it with set_last_error). */
+static void attempt_failed(call_t *c, int outcome, const char *reason, int status, const char *code, const char *msg)
+{
+    c->t_up_end = now_ns();
+    cancel_upstream(c);
+    if (outcome >= 0)
+        record_outcome(c, outcome);
+    if (status != 0)
+        set_last_error(c, status, "api_error", code, msg);
+    if (outcome != DP_OUTCOME_AUTH && c->fails[c->ti] < 255)
+        c->fails[c->ti]++;
+    c->error = msg != NULL ? msg : c->last_err.message;
+    if (c->stopped || c->final_sent)
+        return;
+    reset_attempt(c);
+    c->pending_from = c->route.provider->name;
+    c->pending_reason = reason;
+    next_attempt(c);
+}
+
+/* Something broke in a stream: invisible to the client before its first
+ * content (fail over), an error event after it. in_stream: the upstream
+ * sent the error as an event (a relayed stream already carries it). */
+static void stream_failed(call_t *c, int in_stream, const char *code, const char *msg)
+{
+    dp_metric_add(&c->w->m->upstream_errors, 1);
+    if (!c->committed && !c->saw_content) {
+        attempt_failed(c, DP_OUTCOME_FAILURE, "stream_error", 502, code, msg);
+        return;
+    }
+    c->t_up_end = now_ns();
+    cancel_upstream(c);
+    record_outcome(c, DP_OUTCOME_FAILURE);
+    if (c->stopped || c->final_sent)
+        return;
+    if (in_stream && !c->xlate && c->egress == NULL)
+        c->error_relayed = 1; /* the upstream's own error event is in the relayed bytes */
+    if (!c->committed)
+        commit(c);
+    end_stream_with_error(c, code, msg);
+}
+
+/* Picks a credential of target t whose breaker lets a request through:
+ * untried ones first, already tried ones again when allow_retry. */
+static int pick_on(call_t *c, size_t t, int allow_retry, int64_t now)
+{
+    const dp_provider_t *p = c->targets[t].provider;
+    if (c->unusable & (1u << t))
+        return -1;
+    if (p->n_credentials == 0) {
+        if (c->last_err.status == 0)
+            set_last_error(c, 503, "api_error", "provider_unavailable", "the provider has no credentials configured");
+        return -1;
+    }
+    uint64_t excl = c->tried[t], deny = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            if (!allow_retry || c->tried[t] == 0)
+                break;
+            excl = 0;
+        }
+        for (;;) {
+            int i = dp_route_pick_credential_excluding(p, dp_worker_rand(c->w), excl | deny);
+            if (i < 0)
+                break;
+            dp_breaker_t *b = dp_breaker_get(p, &p->credentials[i]);
+            int a = b != NULL ? dp_breaker_allow(b, now) : DP_BREAKER_ALLOW;
+            if (a == DP_BREAKER_DENY) {
+                deny |= 1ull << i;
+                continue;
+            }
+            c->cred = &p->credentials[i];
+            c->cred_index = i;
+            c->breaker = b;
+            c->probe = a == DP_BREAKER_PROBE;
+            c->bcfg.failures = 0; /* read from the provider when needed */
+            return 0;
+        }
+    }
+    if (deny != 0) {
+        if (c->pending_from == NULL) {
+            c->pending_from = p->name;
+            c->pending_reason = "circuit_open";
+        }
+        if (c->attempts == 0 && c->last_err.status == 0)
+            set_last_error(c, 503, "api_error", "provider_unavailable",
+                           "the providers for this request are unavailable (circuit open)");
+    }
+    return -1;
+}
+
+/* Chooses the next attempt's target and credential. After an
+ * authentication refusal or a 429 the same target's other credentials come
+ * first; then the targets after the current one; then every target again
+ * (retries), round after round within the attempt budget. Returns 0, or -1
+ * when nothing is left. */
+static int choose(call_t *c, int64_t now)
+{
+    if (c->stay) {
+        c->stay = 0;
+        if (pick_on(c, c->ti, 0, now) == 0)
+            return 0;
+    }
+    size_t t = c->chose ? c->ti + 1 : 0;
+    c->chose = 1;
+    /* the rest of this round, then at most one whole new round */
+    for (int wrapped = 0; wrapped < 2; wrapped++) {
+        for (; t < c->ntargets; t++) {
+            if (pick_on(c, t, c->round > 0, now) == 0) {
+                c->ti = t;
+                return 0;
+            }
+        }
+        c->round++;
+        t = 0;
+    }
+    return -1;
+}
+
+/* Sends the request to c->targets[c->ti] with c->cred. Returns 0, or -1
+ * when the request could not be built for that target (the next one may
+ * take it; the answer if none does is in last_err). */
+static int launch(call_t *c)
+{
+    h2o_req_t *req = c->req;
+    c->route = c->targets[c->ti];
+    c->tried[c->ti] |= 1ull << c->cred_index;
+    if (c->pending_from != NULL) {
+        dp_metrics_count_failover(c->w->m, c->pending_from, c->route.provider->name, c->pending_reason);
+        c->pending_from = NULL;
+    }
+    const dp_provider_ops_t *ops = c->route.ops;
+    h2o_iovec_t model = h2o_iovec_init(c->route.model, c->route.model_len);
+    c->up = (dp_upstream_req_t){.nbufs = 0};
+    int rc;
+    if (c->kind == CALL_CHAT) {
+        rc = ops->build_chat(&req->pool, c->route.provider, c->cred, model, &c->chat, &req->headers,
+                             h2o_iovec_init(c->request_id, 32), &c->up);
+    } else if (ops->build_embeddings != NULL) {
+        rc = ops->build_embeddings(&req->pool, c->route.provider, c->cred, model, &c->chat, &req->headers,
+                                   h2o_iovec_init(c->request_id, 32), &c->up);
+    } else {
+        rc = SL_EINVAL;
+        c->up.error_status = 400;
+        c->up.error = "the provider does not serve embeddings";
+    }
+    if (rc != 0) {
+        if (c->up.error_status == 400)
+            set_last_error(c, 400, "invalid_request_error", NULL,
+                           c->up.error != NULL ? c->up.error : "the request cannot be sent to the provider");
+        else
+            set_last_error(c, 503, "api_error", "provider_unavailable", "the provider's configuration is unusable");
+        goto unusable;
+    }
+    if ((c->upool = get_pool(c->w, c->route.provider)) == NULL) {
+        set_last_error(c, 503, "api_error", "provider_unavailable", "the provider's address is unusable");
+        goto unusable;
+    }
+    c->xlate = c->kind == CALL_CHAT && ops->translate_event != NULL && ops->translate_response != NULL;
+    if (c->xlate || (c->kind == CALL_EMBEDDINGS && ops->translate_embeddings != NULL)) {
+        c->xc = (dp_xlate_ctx_t){.id = c->xc.id,
+                                 .model = model,
+                                 .created = (int64_t)time(NULL),
+                                 .include_usage = c->include_usage};
+        if (c->xc.id.base == NULL) {
+            char *id = h2o_mem_alloc_pool(&req->pool, 9 + 32);
+            memcpy(id, "chatcmpl-", 9);
+            memcpy(id + 9, c->request_id, 32);
+            c->xc.id = h2o_iovec_init(id, 41);
+        }
+    }
+    c->attempts++;
+    c->resends = 0;
+    if (h2o_timeout_is_linked(&c->total_timer))
+        h2o_timeout_unlink(&c->total_timer);
+    int total = c->route.provider->total_timeout_ms;
+    h2o_timeout_link(c->w->ctx.loop, dp_worker_timeout(c->w, (uint64_t)(total > 0 ? total : DEFAULT_TOTAL_MS)),
+                     &c->total_timer);
+    if (c->t_up_start == 0)
+        c->t_up_start = now_ns();
+    start_upstream(c);
+    return 0;
+
+unusable:
+    /* not transient: this request is never sent to that target */
+    c->unusable |= 1u << c->ti;
+    c->probe = 0; /* never sent: the half-open slot frees itself after the probe timeout */
+    c->pending_from = c->route.provider->name;
+    c->pending_reason = c->up.error_status == 400 ? "unsupported_request" : "unusable_provider";
+    return -1;
+}
+
+static void on_backoff(h2o_timeout_entry_t *entry)
+{
+    call_t *c = H2O_STRUCT_FROM_MEMBER(call_t, backoff_timer, entry);
+    if (dp_breaker_now_ms() < c->backoff_until_ms) {
+        h2o_timeout_link(c->w->ctx.loop, dp_worker_timeout(c->w, BACKOFF_TICK_MS), &c->backoff_timer);
+        return;
+    }
+    if (launch(c) != 0)
+        next_attempt(c);
+}
+
+/* Starts the next attempt, after a backoff when it retries a credential
+ * that already failed this request, or answers the last failure. */
+static void next_attempt(call_t *c)
+{
+    int64_t now = dp_breaker_now_ms();
+    /* each turn of the loop either starts an attempt or marks a target
+     * unusable, so it ends within DP_MAX_TARGETS turns */
+    for (;;) {
+        if (c->attempts >= DP_RETRY_MAX_ATTEMPTS || now >= c->deadline_ms || choose(c, now) != 0) {
+            give_up(c);
+            return;
+        }
+        uint32_t delay = 0;
+        if (c->tried[c->ti] & (1ull << c->cred_index))
+            delay = dp_retry_backoff_ms(c->fails[c->ti], dp_worker_rand(c->w), DP_RETRY_BASE_MS, DP_RETRY_CAP_MS);
+        if (delay > 0) {
+            if (now + delay >= c->deadline_ms) {
+                give_up(c);
+                return;
+            }
+            c->backoff_until_ms = now + delay;
+            h2o_timeout_link(c->w->ctx.loop, dp_worker_timeout(c->w, BACKOFF_TICK_MS), &c->backoff_timer);
+            return;
+        }
+        if (launch(c) == 0)
+            return;
+        now = dp_breaker_now_ms();
+    }
+}
+
+static void on_timeout(h2o_timeout_entry_t *entry)
+{
+    call_t *c = H2O_STRUCT_FROM_MEMBER(call_t, timer, entry);
+    if (c->streaming) {
+        stream_failed(c, 0, "upstream_timeout", "the upstream stream stalled");
+        return;
+    }
+    dp_metric_add(&c->w->m->upstream_errors, 1);
+    attempt_failed(c, DP_OUTCOME_FAILURE, c->head_seen ? "timeout" : c->client_connected ? "timeout" : "connect",
+                   504, "upstream_timeout", "the upstream did not answer in time");
+}
+
+static void on_total_timeout(h2o_timeout_entry_t *entry)
+{
+    call_t *c = H2O_STRUCT_FROM_MEMBER(call_t, total_timer, entry);
+    if (c->streaming) {
+        stream_failed(c, 0, "upstream_timeout", "the upstream exceeded the total time allowed");
+        return;
+    }
+    dp_metric_add(&c->w->m->upstream_errors, 1);
+    attempt_failed(c, DP_OUTCOME_FAILURE, "timeout", 504, "upstream_timeout",
+                   "the upstream exceeded the total time allowed");
+}
+
+/* ---- upstream callbacks --------------------------------------------------- */
+
+static void add_cost_header(call_t *c)
+{
+    if (!c->tokens.seen)
+        return;
+    char usd[40];
+    c->cost_nano = dp_price_cost(c->route.price, &c->tokens);
+    size_t n = sl_usd_format(c->cost_nano, 9, usd, sizeof(usd));
+    add_header_str(c, &c->req->res.headers, "x-sluice-cost-usd", h2o_strdup(&c->req->pool, usd, n).base, n);
+}
+
+/* An upstream error answer, complete: fail over, or answer it. */
+static void upstream_error_status(call_t *c, h2o_iovec_t body)
+{
+    h2o_req_t *req = c->req;
+    int status = c->upstream_status;
+    dp_upstream_error_t ue;
+    memset(&ue, 0, sizeof(ue));
+    c->route.ops->map_error(status, body.base, body.len, &ue);
+    const char *msg;
+    if (ue.message[0] != '\0') {
+        msg = h2o_strdup(&req->pool, ue.message, strlen(ue.message)).base;
+    } else {
+        char m[64];
+        int n = snprintf(m, sizeof(m), "the upstream provider answered HTTP %d", status);
+        msg = h2o_strdup(&req->pool, m, (size_t)n).base;
+    }
+    set_last_error(c, ue.status, ue.type, ue.code, msg);
+    if (ue.pass_body && body.len <= MAX_ERROR_BODY)
+        c->last_body = h2o_strdup(&req->pool, body.base, body.len);
+    c->answered_upstream = 1;
+    if (status == 401 || status == 403) {
+        c->stay = 1; /* the provider's other credentials may work */
+        attempt_failed(c, DP_OUTCOME_AUTH, "auth", 0, NULL, NULL);
+        return;
+    }
+    if (status == 408 || status == 429 || status >= 500) {
+        c->stay = status == 429; /* rate limits are per credential */
+        attempt_failed(c, DP_OUTCOME_FAILURE, status == 429 ? "rate_limited" : status == 408 ? "timeout" : "server_error",
+                       0, NULL, NULL);
+        return;
+    }
+    /* the client's own error: the provider is healthy */
+    record_outcome(c, DP_OUTCOME_SUCCESS);
+    c->error = "upstream error status";
+    give_up(c);
+}
+
 /* A complete buffered (non-streaming or error) response. */
 static void finish_buffered(call_t *c)
 {
@@ -485,45 +1131,98 @@ static void finish_buffered(call_t *c)
     const dp_provider_ops_t *ops = c->route.ops;
     h2o_iovec_t body = h2o_iovec_init(c->recv->bytes, c->recv->size);
     int status = c->upstream_status;
-    if (h2o_timeout_is_linked(&c->timer))
-        h2o_timeout_unlink(&c->timer);
-    if (h2o_timeout_is_linked(&c->total_timer))
-        h2o_timeout_unlink(&c->total_timer);
+    cancel_upstream(c);
     if (c->stopped || c->final_sent)
         return;
     if (status < 200 || status >= 300) {
-        dp_upstream_error_t ue;
-        ops->map_error(status, body.base, body.len, &ue);
-        c->error = "upstream error status";
-        if (!ue.pass_body) {
-            char msg[64];
-            snprintf(msg, sizeof(msg), "the upstream provider answered HTTP %d", status);
-            char *m = h2o_strdup(&req->pool, msg, strlen(msg)).base;
-            req->res.headers = (h2o_headers_t){NULL};
-            fail(c, ue.status, ue.type, ue.code, NULL, m);
-            return;
-        }
-        status = ue.status;
-    } else {
-        if (ops->parse_usage(&req->pool, body.base, body.len, &c->tokens) == 0 && c->tokens.seen) {
-            char usd[40];
-            c->cost_nano = dp_price_cost(c->route.price, &c->tokens);
-            size_t n = sl_usd_format(c->cost_nano, 9, usd, sizeof(usd));
-            add_header_str(c, &req->res.headers, "x-sluice-cost-usd", h2o_strdup(&req->pool, usd, n).base, n);
-        }
+        upstream_error_status(c, body);
+        return;
     }
+    h2o_iovec_t out = body;
+    int translated = 0, rc = 0;
+    if (c->kind == CALL_CHAT && c->xlate) {
+        rc = ops->translate_response(&req->pool, &c->xc, body.base, body.len, &out, &c->tokens);
+        translated = 1;
+    } else if (c->kind == CALL_EMBEDDINGS && ops->translate_embeddings != NULL) {
+        rc = ops->translate_embeddings(&req->pool, &c->xc, &c->chat, &c->up_headers, body.base, body.len, &out,
+                                       &c->tokens);
+        translated = 1;
+    } else if (ops->parse_usage != NULL) {
+        ops->parse_usage(&req->pool, body.base, body.len, &c->tokens);
+    }
+    if (rc == 0 && c->ingress == INGRESS_ANTHROPIC) {
+        rc = dp_anthropic_egress_response(&req->pool, out.base, out.len,
+                                          h2o_iovec_init(c->route.model, c->route.model_len), &out);
+        translated = 1;
+    }
+    if (rc != 0) {
+        c->tokens = (dp_tokens_t){0};
+        attempt_failed(c, -1, "invalid_response", 502, "upstream_invalid_response",
+                       "the upstream provider's response could not be translated");
+        return;
+    }
+    if (translated)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    add_cost_header(c);
     req->res.status = status;
     req->res.reason = dp_http_reason(status);
-    req->res.content_length = body.len;
+    req->res.content_length = out.len;
     add_gateway_headers(c);
     c->status = status;
+    c->committed = 1;
     c->final_sent = 1;
     c->gen.proceed = on_proceed;
     c->gen.stop = on_stop;
     h2o_start_response(req, &c->gen);
-    /* hand the whole body to the doublebuffer so it lives until the write is done */
-    h2o_iovec_t iov = h2o_doublebuffer_prepare(&c->out, &c->recv, SIZE_MAX);
-    h2o_send(req, &iov, iov.len != 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
+    if (c->log_content)
+        dp_reqlog_capture(&c->capture, &req->pool, out.base, out.len);
+    if (translated) {
+        h2o_send(req, &out, 1, H2O_SEND_STATE_FINAL);
+    } else {
+        /* hand the whole body to the doublebuffer so it lives until the write is done */
+        h2o_iovec_t iov = h2o_doublebuffer_prepare(&c->out, &c->recv, SIZE_MAX);
+        h2o_send(req, &iov, iov.len != 0 ? 1 : 0, H2O_SEND_STATE_FINAL);
+    }
+}
+
+static int on_stream_body(call_t *c, h2o_http1client_t *client, const char *errstr)
+{
+    int rc = feed_stream(c, client->sock);
+    if (errstr != NULL)
+        c->client = NULL; /* freed by h2o when we return */
+    if (rc != 0) {
+        c->client = NULL; /* the non-zero return below closes the connection */
+        stream_failed(c, rc == 1, rc == 1 ? "upstream_stream_error" : "upstream_invalid_response",
+                      rc == 1 ? "the upstream provider reported an error in the stream"
+                              : "the upstream stream could not be decoded");
+        return -1;
+    }
+    if (errstr == NULL) {
+        if (!c->committed && (c->saw_content || c->recv->size >= HOLD_MAX))
+            commit(c);
+        else
+            try_send(c);
+        arm(c, c->route.provider->idle_timeout_ms, DEFAULT_IDLE_MS);
+        return 0;
+    }
+    c->t_up_end = now_ns();
+    cancel_upstream(c);
+    int clean = errstr == h2o_http1client_error_is_eos &&
+                (c->saw_done || (!c->xlate && c->tokens.seen)) && (*client->sock->input).size == 0;
+    if (!clean) {
+        stream_failed(c, 0, "upstream_stream_broken", "the upstream stream ended unexpectedly");
+        return 0;
+    }
+    if (c->egress != NULL && !c->saw_done)
+        to_egress(c, H2O_STRLIT("[DONE]"));
+    c->upstream_done = 1;
+    if (c->stopped)
+        return 0;
+    if (!c->committed)
+        commit(c);
+    else
+        try_send(c);
+    return 0;
 }
 
 static int on_body(h2o_http1client_t *client, const char *errstr)
@@ -531,48 +1230,31 @@ static int on_body(h2o_http1client_t *client, const char *errstr)
     call_t *c = client->data;
     if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
         /* on a framing error h2o leaves the undecoded bytes in the buffer:
-         * relay nothing from a failed read */
+         * use nothing from a failed read */
         h2o_buffer_consume(&client->sock->input, client->sock->input->size);
     }
-    size_t n = take_input(c, client->sock);
-    if (errstr != NULL)
-        c->client = NULL; /* freed by h2o when we return */
-    if (c->streaming) {
-        if (n != 0)
-            sl_sse_feed(&c->sse, c->recv->bytes + c->recv->size - n, n, on_sse_event, c);
-        if (errstr == NULL) {
-            arm(c, c->route.provider->idle_timeout_ms, DEFAULT_IDLE_MS);
-            try_send(c);
-            return 0;
-        }
-        c->t_up_end = now_ns();
-        if (h2o_timeout_is_linked(&c->timer))
-            h2o_timeout_unlink(&c->timer);
-        if (h2o_timeout_is_linked(&c->total_timer))
-            h2o_timeout_unlink(&c->total_timer);
-        if (errstr == h2o_http1client_error_is_eos && (c->saw_done || c->tokens.seen)) {
-            c->upstream_done = 1;
-            try_send(c);
-        } else {
-            dp_metric_add(&c->w->m->upstream_errors, 1);
-            end_stream_with_error(c, "upstream_stream_broken", "the upstream stream ended unexpectedly");
-        }
-        return 0;
-    }
+    if (c->streaming)
+        return on_stream_body(c, client, errstr);
+    take_input(c, client->sock);
     if (errstr == NULL) {
         if (c->recv->size > MAX_RESPONSE_BYTES) {
             c->client = NULL; /* returning non-zero closes it */
-            upstream_failed(c, 502, "upstream_response_too_large", "the upstream response is too large");
+            attempt_failed(c, -1, "invalid_response", 502, "upstream_response_too_large",
+                           "the upstream response is too large");
             return -1;
         }
         arm(c, c->route.provider->idle_timeout_ms, DEFAULT_IDLE_MS);
         return 0;
     }
+    c->client = NULL;
     c->t_up_end = now_ns();
-    if (errstr == h2o_http1client_error_is_eos)
+    if (errstr == h2o_http1client_error_is_eos) {
         finish_buffered(c);
-    else
-        upstream_failed(c, 502, "upstream_unavailable", "the upstream connection failed while reading the response");
+    } else {
+        dp_metric_add(&c->w->m->upstream_errors, 1);
+        attempt_failed(c, DP_OUTCOME_FAILURE, "connect", 502, "upstream_unavailable",
+                       "the upstream connection failed while reading the response");
+    }
     return 0;
 }
 
@@ -591,54 +1273,80 @@ static int drop_response_header(const h2o_header_t *h)
     return 0;
 }
 
+static void copy_headers(h2o_mem_pool_t *pool, h2o_headers_t *to, const h2o_header_t *headers, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const h2o_header_t *h = &headers[i];
+        if (drop_response_header(h))
+            continue;
+        h2o_iovec_t v = h2o_strdup(pool, h->value.base, h->value.len);
+        if (h2o_iovec_is_token(h->name)) {
+            h2o_add_header(pool, to, (const h2o_token_t *)h->name, NULL, v.base, v.len);
+        } else {
+            h2o_iovec_t nm = h2o_strdup(pool, h->name->base, h->name->len);
+            h2o_add_header_by_str(pool, to, nm.base, nm.len, 0, NULL, v.base, v.len);
+        }
+    }
+}
+
 static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
                                        h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen)
 {
     call_t *c = client->data;
     if (errstr != NULL && errstr != h2o_http1client_error_is_eos) {
         c->client = NULL;
-        if (c->reused && c->retries < 2 && !c->stopped) {
+        if (c->reused && c->resends < 2 && !c->stopped) {
             /* a pooled connection the upstream had closed: nothing was processed */
-            c->retries++;
+            c->resends++;
             start_upstream(c);
             return NULL;
         }
-        upstream_failed(c, 502, "upstream_unavailable", "the upstream closed the connection before answering");
+        dp_metric_add(&c->w->m->upstream_errors, 1);
+        attempt_failed(c, DP_OUTCOME_FAILURE, "connect", 502, "upstream_unavailable",
+                       "the upstream closed the connection before answering");
         return NULL;
     }
+    c->head_seen = 1;
     c->upstream_status = status;
     h2o_req_t *req = c->req;
-    for (size_t i = 0; i < num_headers; i++) {
-        const h2o_header_t *h = &headers[i];
-        if (drop_response_header(h))
-            continue;
-        h2o_iovec_t v = h2o_strdup(&req->pool, h->value.base, h->value.len);
-        if (h2o_iovec_is_token(h->name)) {
-            h2o_add_header(&req->pool, &req->res.headers, (const h2o_token_t *)h->name, NULL, v.base, v.len);
-        } else {
-            h2o_iovec_t n = h2o_strdup(&req->pool, h->name->base, h->name->len);
-            h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
-        }
+    int ok = status >= 200 && status < 300;
+    if (ok) {
+        record_outcome(c, DP_OUTCOME_SUCCESS);
+        /* an OpenAI-format answer to an OpenAI-format client keeps the
+         * provider's headers; a translated one is ours */
+        if (!c->xlate && c->ingress == INGRESS_OPENAI &&
+            !(c->kind == CALL_EMBEDDINGS && c->route.ops->translate_embeddings != NULL))
+            copy_headers(&req->pool, &req->res.headers, headers, num_headers);
+        else if (c->kind == CALL_EMBEDDINGS)
+            copy_headers(&req->pool, &c->up_headers, headers, num_headers);
+    } else if (status == 429) {
+        for (size_t i = 0; i < num_headers; i++)
+            if (h2o_iovec_is_token(headers[i].name) && (const h2o_token_t *)headers[i].name == H2O_TOKEN_RETRY_AFTER)
+                c->retry_after = h2o_strdup(&req->pool, headers[i].value.base, headers[i].value.len);
     }
     if (errstr == h2o_http1client_error_is_eos) {
         c->client = NULL;
         c->t_up_end = now_ns();
-        c->streaming = 0;
         finish_buffered(c);
         return NULL;
     }
-    if (c->chat.stream && status >= 200 && status < 300) {
+    if (ok && c->chat.stream && c->kind == CALL_CHAT) {
         c->streaming = 1;
-        char *ssebuf = h2o_mem_alloc_pool(&req->pool, SSE_EVENT_CAP + 1);
-        sl_sse_init(&c->sse, ssebuf, SSE_EVENT_CAP);
-        req->res.status = status;
-        req->res.reason = dp_http_reason(status);
-        add_gateway_headers(c);
-        c->status = status;
-        c->gen.proceed = on_proceed;
-        c->gen.stop = on_stop;
-        h2o_start_response(req, &c->gen);
-        try_send(c); /* flushes the head at once */
+        size_t cap = c->xlate || c->ingress == INGRESS_ANTHROPIC ? XLATE_EVENT_CAP : SSE_EVENT_CAP;
+        if (c->ssecap < cap) {
+            c->ssebuf = h2o_mem_alloc_pool(&req->pool, cap + 1);
+            c->ssecap = cap;
+        }
+        sl_sse_init(&c->sse, c->ssebuf, c->ssecap);
+        if (c->ingress == INGRESS_ANTHROPIC) {
+            char id[4 + 32];
+            memcpy(id, "msg_", 4);
+            memcpy(id + 4, c->request_id, 32);
+            c->egress = dp_anthropic_egress_new(&req->pool, h2o_iovec_init(id, sizeof(id)),
+                                                h2o_iovec_init(c->route.model, c->route.model_len));
+            if (c->xlate && c->xbuf == NULL)
+                h2o_buffer_init(&c->xbuf, &h2o_socket_buffer_prototype);
+        }
     }
     arm(c, c->route.provider->idle_timeout_ms, DEFAULT_IDLE_MS);
     return on_body;
@@ -650,9 +1358,12 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
     call_t *c = client->data;
     if (errstr != NULL) {
         c->client = NULL;
-        upstream_failed(c, 502, "upstream_unavailable", "could not connect to the upstream provider");
+        dp_metric_add(&c->w->m->upstream_errors, 1);
+        attempt_failed(c, DP_OUTCOME_FAILURE, "connect", 502, "upstream_unavailable",
+                       "could not connect to the upstream provider");
         return NULL;
     }
+    c->client_connected = 1;
     c->reused = c->connecting; /* a pooled socket is handed over synchronously */
     if (c->reused)
         dp_metric_add(&c->w->m->keepalive_reused, 1);
@@ -666,6 +1377,7 @@ static h2o_http1client_head_cb on_connect(h2o_http1client_t *client, const char 
 static void start_upstream(call_t *c)
 {
     c->reused = 0;
+    c->client_connected = 0;
     arm(c, c->route.provider->connect_timeout_ms, DEFAULT_CONNECT_MS);
     c->connecting = 1;
     h2o_http1client_connect_with_pool(&c->client, c, &c->w->ctx.proxy.client_ctx, &c->upool->sp, on_connect);
@@ -718,6 +1430,7 @@ static int authenticate(call_t *c)
         return -1;
     }
     c->key = key;
+    c->log_content = c->w->cfg->request_log && dp_reqlog_content_enabled(c->w->id, c->snap, key);
     if (key->revoked) {
         fail(c, 401, "invalid_request_error", "invalid_api_key", NULL, "this api key has been revoked");
         return -1;
@@ -729,17 +1442,15 @@ static int authenticate(call_t *c)
     return 0;
 }
 
-/* Validates and tokenizes the body once. */
-static int parse_chat(call_t *c)
+
+/* Validates and tokenizes the body once (the client's, or the OpenAI form
+ * of an Anthropic-format request). */
+static int parse_body(call_t *c, const char *body, size_t len)
 {
     h2o_req_t *req = c->req;
     dp_chat_req_t *ch = &c->chat;
-    if (req->entity.len > c->w->cfg->max_request_bytes) {
-        fail(c, 400, "invalid_request_error", "request_too_large", NULL, "the request body is too large");
-        return -1;
-    }
-    ch->body = req->entity.base != NULL ? req->entity.base : "";
-    ch->len = req->entity.len;
+    ch->body = body != NULL ? body : "";
+    ch->len = len;
     /* chat bodies average well over 8 bytes per token; retry once when not */
     size_t cap = ch->len / 8 + 64;
     sl_json_tok_t *t = h2o_mem_alloc_pool(&req->pool, cap * sizeof(*t));
@@ -760,6 +1471,7 @@ static int parse_chat(call_t *c)
     }
     ch->toks = t;
     ch->ntoks = n;
+    ch->max_tokens = -1;
     int m = sl_json_find(ch->body, t, 0, "model", 5);
     if (m < 0 || t[m].type != SL_JSON_STRING || t[m].end == t[m].start) {
         fail(c, 400, "invalid_request_error", NULL, "model", "you must provide a model parameter");
@@ -774,6 +1486,14 @@ static int parse_chat(call_t *c)
         sl_json_str_copy(ch->body, &t[m], s, len + 1);
         c->asked_model = h2o_iovec_init(s, len);
     }
+    if (c->kind == CALL_EMBEDDINGS) {
+        int in = sl_json_find(ch->body, t, 0, "input", 5);
+        if (in < 0 || (t[in].type != SL_JSON_STRING && t[in].type != SL_JSON_ARRAY)) {
+            fail(c, 400, "invalid_request_error", NULL, "input", "you must provide an input string or array");
+            return -1;
+        }
+        return 0;
+    }
     int s = sl_json_find(ch->body, t, 0, "stream", 6);
     if (s > 0 && t[s].type != SL_JSON_NULL) {
         int b;
@@ -783,12 +1503,16 @@ static int parse_chat(call_t *c)
         }
         ch->stream = b;
     }
+    int so = sl_json_find(ch->body, t, 0, "stream_options", 14);
+    if (so > 0 && t[so].type == SL_JSON_OBJECT) {
+        int iu = sl_json_find(ch->body, t, so, "include_usage", 13);
+        c->include_usage = iu > 0 && t[iu].type == SL_JSON_TRUE;
+    }
     int msgs = sl_json_find(ch->body, t, 0, "messages", 8);
     if (msgs < 0 || t[msgs].type != SL_JSON_ARRAY) {
         fail(c, 400, "invalid_request_error", NULL, "messages", "you must provide a messages array");
         return -1;
     }
-    ch->max_tokens = -1;
     int mt = sl_json_find(ch->body, t, 0, "max_completion_tokens", 21);
     if (mt < 0)
         mt = sl_json_find(ch->body, t, 0, "max_tokens", 10);
@@ -798,56 +1522,87 @@ static int parse_chat(call_t *c)
     return 0;
 }
 
-static void handle_chat(call_t *c)
+static int body_size_ok(call_t *c)
 {
-    h2o_req_t *req = c->req;
-    if (authenticate(c) != 0 || parse_chat(c) != 0)
-        return;
+    if (c->req->entity.len <= c->w->cfg->max_request_bytes)
+        return 1;
+    fail(c, 400, "invalid_request_error", "request_too_large", NULL, "the request body is too large");
+    return 0;
+}
+
+static void on_quota(void *ctx, int rc);
+
+/* Routes the parsed request, then reserves quota (DESIGN §7 steps 2-3). */
+static void route_and_reserve(call_t *c)
+{
     dp_error_t err;
     if (dp_route_resolve(c->snap, c->key, c->asked_model.base, c->asked_model.len, &c->route, &err) != 0) {
         respond_error(c, &err);
         return;
     }
     c->routed = 1;
-    /* DESIGN §7 step 3: reserve an upper bound before going upstream */
-    const dp_model_t *price = c->route.price;
-    dp_quota_estimate_t est = {.input_tokens = (int64_t)c->chat.len};
-    est.output_tokens = c->chat.max_tokens >= 0 ? c->chat.max_tokens
-                                               : (price != NULL ? price->max_output_tokens : 0);
-    est.cost_nano = dp_price_estimate(price, est.input_tokens, est.output_tokens);
-    const char *qcode = NULL;
-    int retry_after = 0;
-    if (dp_quota_reserve(c->w->id, c->key, c->route.provider->name, &est, &c->hold, &qcode, &retry_after) != 0) {
-        int budget = qcode != NULL && strcmp(qcode, "budget_exceeded") == 0;
-        if (retry_after > 0) {
-            char ra[16];
-            int n = snprintf(ra, sizeof(ra), "%d", retry_after);
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL,
-                           h2o_strdup(&req->pool, ra, (size_t)n).base, (size_t)n);
-        }
-        fail(c, 429, budget ? "insufficient_quota" : "rate_limit_error", qcode, NULL,
-             budget ? "this key's budget is exhausted" : "rate limit reached for this key");
+    /* reserve an upper bound before going upstream (may wait for the key's
+     * first grant on this node; on_quota follows) */
+    dp_quota_estimate_t est;
+    dp_quota_estimate(c->snap, c->key, c->route.price, &c->chat, &est);
+    if (c->kind == CALL_EMBEDDINGS) {
+        est.output_tokens = 0;
+        est.cost_nano = dp_price_estimate(c->route.price, est.input_tokens, 0);
+    }
+    int qrc = dp_quota_reserve(c->w, c->snap, c->key, c->route.provider->name, &est, &c->hold, on_quota, c);
+    if (qrc != DP_QUOTA_PARKED)
+        on_quota(c, qrc);
+}
+
+static void on_quota(void *ctx, int rc)
+{
+    call_t *c = ctx;
+    h2o_req_t *req = c->req;
+    if (rc != 0) {
+        dp_quota_reject_headers(req, &c->hold);
+        fail(c, c->hold.status, c->hold.type, c->hold.code, NULL, c->hold.message);
         return;
     }
-    if ((c->cred = dp_route_pick_credential(c->route.provider, dp_worker_rand(c->w))) == NULL) {
-        fail(c, 503, "api_error", "provider_unavailable", NULL, "the provider has no credentials configured");
+    /* DESIGN §7 step 4: the targets, tried in order */
+    c->ntargets = dp_route_targets(c->snap, c->key, &c->route, c->targets, DP_MAX_TARGETS);
+    c->deadline_ms = dp_breaker_now_ms() + DP_RETRY_BUDGET_MS;
+    next_attempt(c);
+}
+
+static void handle_chat(call_t *c)
+{
+    if (authenticate(c) != 0 || !body_size_ok(c) || parse_body(c, c->req->entity.base, c->req->entity.len) != 0)
+        return;
+    route_and_reserve(c);
+}
+
+static void handle_embeddings(call_t *c)
+{
+    c->kind = CALL_EMBEDDINGS;
+    if (authenticate(c) != 0 || !body_size_ok(c) || parse_body(c, c->req->entity.base, c->req->entity.len) != 0)
+        return;
+    route_and_reserve(c);
+}
+
+/* POST /v1/messages: an Anthropic-format client. */
+static void handle_messages(call_t *c)
+{
+    c->ingress = INGRESS_ANTHROPIC;
+    if (authenticate(c) != 0 || !body_size_ok(c))
+        return;
+    h2o_iovec_t body;
+    sl_err_t err = {0};
+    h2o_req_t *req = c->req;
+    if (dp_anthropic_ingress_to_openai(&req->pool, req->entity.base != NULL ? req->entity.base : "", req->entity.len,
+                                       &body, &err) != 0) {
+        const char *msg = err.msg[0] != '\0' ? h2o_strdup(&req->pool, err.msg, strlen(err.msg)).base
+                                             : "the request is not a valid messages request";
+        fail(c, 400, "invalid_request_error", NULL, NULL, msg);
         return;
     }
-    if (c->route.ops->build_chat(&req->pool, c->route.provider, c->cred, h2o_iovec_init(c->route.model,
-                                 c->route.model_len), &c->chat, &req->headers,
-                                 h2o_iovec_init(c->request_id, 32), &c->up) != 0) {
-        fail(c, 503, "api_error", "provider_unavailable", NULL, "the provider's configuration is unusable");
+    if (parse_body(c, body.base, body.len) != 0)
         return;
-    }
-    if ((c->upool = get_pool(c->w, c->route.provider)) == NULL) {
-        fail(c, 503, "api_error", "provider_unavailable", NULL, "the provider's address is unusable");
-        return;
-    }
-    if (c->route.provider->total_timeout_ms > 0)
-        h2o_timeout_link(c->w->ctx.loop, dp_worker_timeout(c->w, (uint64_t)c->route.provider->total_timeout_ms),
-                         &c->total_timer);
-    c->t_up_start = now_ns();
-    start_upstream(c);
+    route_and_reserve(c);
 }
 
 static void handle_models(call_t *c)
@@ -892,6 +1647,16 @@ static void handle_models(call_t *c)
     respond_body(c, 200, h2o_iovec_init(buf, (size_t)(p - buf)));
 }
 
+static int method_is(call_t *c, const char *m, size_t len)
+{
+    if (h2o_memis(c->req->method.base, c->req->method.len, m, len))
+        return 1;
+    char msg[48];
+    int n = snprintf(msg, sizeof(msg), "use %s for this endpoint", m);
+    fail(c, 405, "invalid_request_error", "method_not_allowed", NULL, h2o_strdup(&c->req->pool, msg, (size_t)n).base);
+    return 0;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     dp_worker_t *w = dp_worker_of(req->conn->ctx);
@@ -902,6 +1667,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     c->w = w;
     c->timer.cb = on_timeout;
     c->total_timer.cb = on_total_timeout;
+    c->backoff_timer.cb = on_backoff;
     h2o_buffer_init(&c->recv, &h2o_socket_buffer_prototype);
     h2o_doublebuffer_init(&c->out, &h2o_socket_buffer_prototype);
     uint64_t r1 = dp_worker_rand(w), r2 = dp_worker_rand(w);
@@ -921,19 +1687,29 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
     h2o_iovec_t path = req->path_normalized;
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1/chat/completions"))) {
-        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-            fail(c, 405, "invalid_request_error", "method_not_allowed", NULL, "use POST for this endpoint");
-            return 0;
-        }
-        handle_chat(c);
+        if (method_is(c, H2O_STRLIT("POST")))
+            handle_chat(c);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1/messages"))) {
+        c->ingress = INGRESS_ANTHROPIC;
+        if (method_is(c, H2O_STRLIT("POST")))
+            handle_messages(c);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1/embeddings"))) {
+        if (method_is(c, H2O_STRLIT("POST")))
+            handle_embeddings(c);
+        return 0;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1/sluice/usage"))) {
+        if (authenticate(c) == 0)
+            respond_body(c, 200, dp_quota_usage_json(&req->pool, c->snap, c->key));
         return 0;
     }
     if (h2o_memis(path.base, path.len, H2O_STRLIT("/v1/models"))) {
-        if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET"))) {
-            fail(c, 405, "invalid_request_error", "method_not_allowed", NULL, "use GET for this endpoint");
-            return 0;
-        }
-        handle_models(c);
+        if (method_is(c, H2O_STRLIT("GET")))
+            handle_models(c);
         return 0;
     }
     fail(c, 404, "invalid_request_error", "unknown_url", NULL, "unknown request url");

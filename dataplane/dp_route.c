@@ -183,3 +183,56 @@ const dp_credential_t *dp_route_pick_credential(const dp_provider_t *p, uint64_t
     }
     return &p->credentials[p->n_credentials - 1];
 }
+
+int dp_route_pick_credential_excluding(const dp_provider_t *p, uint64_t r, uint64_t exclude)
+{
+    size_t n = p->n_credentials < 64 ? p->n_credentials : 64;
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(exclude & (1ull << i)))
+            total += p->credentials[i].weight > 0 ? p->credentials[i].weight : 1;
+    if (total == 0)
+        return -1;
+    int64_t x = (int64_t)(r % (uint64_t)total);
+    int last = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (exclude & (1ull << i))
+            continue;
+        last = (int)i;
+        x -= p->credentials[i].weight > 0 ? p->credentials[i].weight : 1;
+        if (x < 0)
+            return (int)i;
+    }
+    return last;
+}
+
+size_t dp_route_targets(const dp_snapshot_t *s, const dp_key_t *key, const dp_route_t *first, dp_route_t *out,
+                        size_t cap)
+{
+    if (cap == 0)
+        return 0;
+    size_t n = 0;
+    out[n++] = *first;
+    for (size_t f = 0; f < key->n_fallbacks && n < cap; f++) {
+        const char *pn = key->fallbacks[f].provider, *m = key->fallbacks[f].model;
+        if (pn == NULL || m == NULL || m[0] == '\0')
+            continue;
+        size_t plen = strlen(pn), mlen = strlen(m);
+        int dup = 0;
+        for (size_t i = 0; i < n && !dup; i++)
+            dup = str_eq(out[i].provider->name, pn, plen) && out[i].model_len == mlen &&
+                  memcmp(out[i].model, m, mlen) == 0;
+        if (dup || !dp_route_provider_allowed(key, pn, plen))
+            continue;
+        const dp_provider_ops_t *ops = NULL;
+        const dp_provider_t *p = usable(s, pn, plen, &ops);
+        if (p == NULL)
+            continue;
+        out[n++] = (dp_route_t){.provider = p,
+                                .ops = ops,
+                                .model = m,
+                                .model_len = mlen,
+                                .price = dp_snapshot_find_model(s, p->name, strlen(p->name), m, mlen)};
+    }
+    return n;
+}

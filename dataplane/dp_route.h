@@ -53,4 +53,22 @@ int dp_route_provider_allowed(const dp_key_t *key, const char *name, size_t len)
  * when p has none. */
 const dp_credential_t *dp_route_pick_credential(const dp_provider_t *p, uint64_t r);
 
+/* The same among the credentials whose bit is clear in exclude (bit i is
+ * credentials[i]; only the first 64 credentials are candidates). Weights of
+ * 0 or less count as 1 here, so every credential stays reachable. Returns
+ * the index, or -1 when none is left. */
+int dp_route_pick_credential_excluding(const dp_provider_t *p, uint64_t r, uint64_t exclude);
+
+#define DP_MAX_TARGETS 8
+
+/* A request's targets, in the order they are tried: first (the resolved
+ * route), then the key's fallbacks in order, each as its own (provider,
+ * model), skipping a fallback that repeats an earlier (provider, model),
+ * names a provider the key may not use, or a provider that is not
+ * configured or has no translator. Fallbacks are the operator's own
+ * choice for the key, so the key's allowed_models does not filter them.
+ * Returns how many were stored in out (1..cap). */
+size_t dp_route_targets(const dp_snapshot_t *s, const dp_key_t *key, const dp_route_t *first, dp_route_t *out,
+                        size_t cap);
+
 #endif

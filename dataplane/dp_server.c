@@ -95,9 +95,14 @@ static void publish_snapshot_seen(dp_worker_t *w)
     dp_snapshot_release(s);
 }
 
+/* Socket buffers freed beyond this many are returned to malloc; h2o keeps
+ * 16, fewer than one per connection at the concurrency a gateway sees. */
+#define SOCKET_BUFFERS_KEPT 1024
+
 static void *worker_main(void *arg)
 {
     dp_worker_t *w = arg;
+    h2o_socket_buffer_prototype.allocator.max = SOCKET_BUFFERS_KEPT; /* thread-local */
     for (;;) {
         h2o_evloop_run(w->ctx.loop, LOOP_WAIT_MS);
         publish_snapshot_seen(w);

@@ -630,6 +630,20 @@ const dp_provider_t *dp_snapshot_find_provider(const dp_snapshot_t *s, const cha
     return r != NULL ? &r->pub : NULL;
 }
 
+const dp_key_t *dp_snapshot_find_key_id(const dp_snapshot_t *s, const char *id, size_t len)
+{
+    strarg_t a = {id, len, NULL, 0};
+    const key_rec_t *r = table_find(&s->ix[KIND_KEY]->by_id, hash_str(id, len), eq_key_id, &a);
+    return r != NULL ? &r->pub : NULL;
+}
+
+const Sluice__Config__V1__Tenant *dp_snapshot_find_tenant(const dp_snapshot_t *s, const char *id, size_t len)
+{
+    strarg_t a = {id, len, NULL, 0};
+    const tenant_rec_t *r = table_find(&s->ix[KIND_TENANT]->by_id, hash_str(id, len), eq_tenant, &a);
+    return r != NULL ? r->pb : NULL;
+}
+
 const dp_model_t *dp_snapshot_find_model(const dp_snapshot_t *s, const char *provider, size_t plen, const char *model,
                                          size_t mlen)
 {
@@ -673,6 +687,16 @@ const dp_model_t *dp_snapshot_model_at(const dp_snapshot_t *s, size_t i)
 {
     const index_t *ix = s->ix[KIND_MODEL];
     return i < ix->nsorted ? &ix->sorted[i]->pub : NULL;
+}
+
+void dp_snapshot_each_provider(const dp_snapshot_t *s, void (*fn)(void *ud, const dp_provider_t *p), void *ud)
+{
+    const table_t *t = &s->ix[KIND_PROVIDER]->by_id;
+    for (size_t i = 0; i < t->cap; i++) {
+        const prov_rec_t *r = slot_at(t, i)->p;
+        if (r != NULL)
+            fn(ud, &r->pub);
+    }
 }
 
 /* ---- building records --------------------------------------------------- */

@@ -107,12 +107,17 @@ const dp_key_t *dp_snapshot_find_key(const dp_snapshot_t *s, const uint8_t hash[
 const dp_provider_t *dp_snapshot_find_provider(const dp_snapshot_t *s, const char *name, size_t len);
 const dp_model_t *dp_snapshot_find_model(const dp_snapshot_t *s, const char *provider, size_t plen, const char *model,
                                          size_t mlen);
+/* A key by its id, and a tenant (its quotas, time zone) by its id. */
+const dp_key_t *dp_snapshot_find_key_id(const dp_snapshot_t *s, const char *id, size_t len);
+const Sluice__Config__V1__Tenant *dp_snapshot_find_tenant(const dp_snapshot_t *s, const char *id, size_t len);
 /* Every catalog entry whose model name is model (any provider), in provider
  * name order; returns how many were stored in out (at most cap). */
 size_t dp_snapshot_models_named(const dp_snapshot_t *s, const char *model, size_t mlen, const dp_model_t **out,
                                 size_t cap);
 /* Iterates the whole catalog (for GET /v1/models): i from 0 until NULL. */
 const dp_model_t *dp_snapshot_model_at(const dp_snapshot_t *s, size_t i);
+/* Calls fn(ud, provider) for every provider, in no particular order. */
+void dp_snapshot_each_provider(const dp_snapshot_t *s, void (*fn)(void *ud, const dp_provider_t *p), void *ud);
 
 /* --- sync thread only ------------------------------------------------ */
 

@@ -41,6 +41,8 @@
 #include <grpc/support/time.h>
 
 #include "dp_cache.h"
+#include "dp_lease.h"
+#include "dp_gauth.h"
 #include "dp_snapshot.h"
 #include "dp_usage.h"
 #include "sl_crypto.h"
@@ -57,7 +59,14 @@
 #define CACHE_DEBOUNCE_MS 1000
 #define SENDS_PER_TICK 16
 
-enum { TAG_START = 1, TAG_STATUS, TAG_MSG };
+enum { TAG_START = 1, TAG_STATUS, TAG_MSG, TAG_KICK };
+
+/* Waking the sync thread from a worker (quota leases that need a report
+ * now): an empty batch on a call that is never started posts its tag to
+ * the completion queue at once. One kick in flight at a time. */
+static pthread_mutex_t kick_mu = PTHREAD_MUTEX_INITIALIZER;
+static grpc_call *kick_call; /* under kick_mu */
+static atomic_int kick_pending;
 
 typedef struct watch {
     grpc_call *call;
@@ -147,6 +156,8 @@ static int send_report(const Sluice__Sync__V1__UsageReport *r, void *ctx)
     const Sluice__Sync__V1__ReportAck *ack = (const Sluice__Sync__V1__ReportAck *)resp;
     if (ack->seq != r->seq)
         sl_warn(MOD, "report %lld acknowledged as seq %lld", (long long)r->seq, (long long)ack->seq);
+    else if (strcmp(r->boot_id, G.boot_id) == 0) /* grants of a spooled earlier process are not ours */
+        dp_lease_apply_ack(ack, unix_ms(), mono_ms());
     protobuf_c_message_free_unpacked(resp, NULL);
     return 0;
 }
@@ -356,6 +367,10 @@ static void on_message(void)
 static void on_event(grpc_event ev)
 {
     watch_t *w = &G.w;
+    if ((intptr_t)ev.tag == TAG_KICK) {
+        atomic_store(&kick_pending, 0);
+        return;
+    }
     if (!G.active)
         return;
     w->pending--;
@@ -426,9 +441,10 @@ static void *sync_main(void *arg)
 
         if (!stopping) {
             now = mono_ms();
-            dp_usage_collect(0);
+            dp_usage_collect(dp_lease_tick(unix_ms(), now));
             dp_usage_send_due(SENDS_PER_TICK);
             dp_snapshot_reclaim();
+            dp_gauth_on_snapshot(); /* vertex access tokens follow the credentials */
             write_cache(now, 0);
         }
     }
@@ -436,6 +452,8 @@ static void *sync_main(void *arg)
     write_cache(mono_ms(), 1);
     int drain = atomic_load(&G.drain_ms);
     G.report_deadline = mono_ms() + drain;
+    if (dp_lease_held())
+        dp_usage_report_soon(); /* a last report gives every lease back */
     int64_t left = dp_usage_drain(drain);
     if (left == 0 && dp_usage_pending_reports() == 0)
         sl_debug(MOD, "every usage report was acknowledged");
@@ -503,6 +521,7 @@ int dp_sync_start(const dp_sync_config_t *cfg, sl_err_t *err)
         return sl_err_set(err, rc, "could not start the usage reporter");
     }
     dp_usage_set_sender(send_report, NULL);
+    dp_usage_set_lease_fill(dp_lease_fill_report, NULL);
 
     grpc_init();
     G.ch = sl_grpc_channel(G.controlplane);
@@ -532,10 +551,27 @@ int dp_sync_start(const dp_sync_config_t *cfg, sl_err_t *err)
         free_config();
         return sl_err_set(err, SL_EINTERNAL, "could not start the sync thread: %s", strerror(rc));
     }
+    pthread_mutex_lock(&kick_mu);
+    grpc_slice kick_method = grpc_slice_from_static_string(REPORT_METHOD);
+    kick_call = grpc_channel_create_call(G.ch, NULL, GRPC_PROPAGATE_DEFAULTS, G.cq, kick_method, NULL,
+                                         gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_slice_unref(kick_method);
+    pthread_mutex_unlock(&kick_mu);
+    dp_lease_set_kick(dp_sync_kick);
     pthread_setname_np(G.thread, "sluice-sync");
     G.started = 1;
     sl_info(MOD, "syncing with the control plane at %s as node \"%s\"", G.controlplane, G.node_id);
     return 0;
+}
+
+void dp_sync_kick(void)
+{
+    if (atomic_exchange(&kick_pending, 1))
+        return;
+    pthread_mutex_lock(&kick_mu);
+    if (kick_call == NULL || grpc_call_start_batch(kick_call, NULL, 0, (void *)(intptr_t)TAG_KICK, NULL) != GRPC_CALL_OK)
+        atomic_store(&kick_pending, 0);
+    pthread_mutex_unlock(&kick_mu);
 }
 
 int dp_sync_connected(void)
@@ -555,7 +591,14 @@ void dp_sync_stop(int timeout_ms)
     atomic_store(&G.drain_ms, timeout_ms > 0 ? timeout_ms : 0);
     atomic_store(&G.stop, 1);
     pthread_join(G.thread, NULL);
+    dp_lease_set_kick(NULL);
+    pthread_mutex_lock(&kick_mu);
+    if (kick_call != NULL)
+        grpc_call_unref(kick_call);
+    kick_call = NULL;
+    pthread_mutex_unlock(&kick_mu);
     dp_usage_set_sender(NULL, NULL);
+    dp_usage_set_lease_fill(NULL, NULL);
     grpc_completion_queue_shutdown(G.cq);
     while (grpc_completion_queue_next(G.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
         ;

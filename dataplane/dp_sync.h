@@ -25,6 +25,8 @@ typedef struct dp_sync_config {
 /* Loads the snapshot cache when present (so the node can serve before the
  * control plane answers), then starts the sync thread. */
 int dp_sync_start(const dp_sync_config_t *cfg, sl_err_t *err);
+/* Any thread: wakes the sync thread now (quota leases need a report). */
+void dp_sync_kick(void);
 /* Whether the Watch stream is currently connected. */
 int dp_sync_connected(void);
 /* Unix ms of the last snapshot received or loaded (0: none). */

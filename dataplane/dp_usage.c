@@ -26,6 +26,18 @@
  *     distinct entries; usage is never dropped);
  *   - a spooled report's file exists from its first send until its ack.
  *     Files left by an earlier process are sent first, unchanged.
+ *
+ * Journal (with a spool directory; dp_journal.c has the format and the
+ * recovery rules): dp_usage_record also appends the request to the
+ * worker's journal, after adding it to the table, and a hand-off carries
+ * the number of the worker's last journaled record (agg_t.jlast). The
+ * reporter keeps the highest number collected per worker (R.cov); a report
+ * sealed now covers everything up to R.cov, because merges are all or
+ * nothing. freeze() notes that coverage in the journal index before the
+ * spool file is written, frees the journal space it covers afterwards, and
+ * an acknowledgement is noted before the spool file is removed. At start,
+ * journals of dead processes become spooled reports of their own boot
+ * before the spool directory is loaded.
  */
 #include "dp_usage.h"
 
@@ -41,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dp_journal.h"
 #include "dp_snapshot.h"
 #include "sl_crypto.h"
 #include "sl_err.h"
@@ -86,6 +99,7 @@ typedef struct uent {
     int64_t minute;
     const char *key_id, *tenant_id, *provider, *model; /* into str[] */
     int64_t requests, errors, input, cached, output, cost;
+    dp_jtuple_t *jt; /* worker tables: the journal's tuple for the strings */
     char str[];
 } uent_t;
 
@@ -93,6 +107,8 @@ typedef struct agg {
     struct agg *next; /* mailbox chain */
     uent_t **slots;   /* open addressing, NULL = empty; cap a power of two */
     size_t cap, n;
+    int jworker;      /* handed off by this worker, whose journal it covers */
+    uint64_t jlast;   /* up to this record (0: none) */
 } agg_t;
 
 static uint64_t fnv(uint64_t h, const char *s)
@@ -142,12 +158,14 @@ static uent_t **agg_slot(agg_t *a, uint64_t h, const char *key_id, const char *p
     }
 }
 
-/* Makes room for one more entry. */
-static int agg_grow(agg_t *a)
+/* Makes room for extra more entries. */
+static int agg_reserve(agg_t *a, size_t extra)
 {
-    if ((a->n + 1) * 2 <= a->cap)
+    if ((a->n + extra) * 2 <= a->cap)
         return 0;
     size_t cap = a->cap ? a->cap * 2 : 16;
+    while ((a->n + extra) * 2 > cap)
+        cap *= 2;
     uent_t **slots = calloc(cap, sizeof(*slots));
     if (slots == NULL)
         return SL_ENOMEM;
@@ -164,6 +182,12 @@ static int agg_grow(agg_t *a)
     a->slots = slots;
     a->cap = cap;
     return 0;
+}
+
+/* Makes room for one more entry. */
+static int agg_grow(agg_t *a)
+{
+    return agg_reserve(a, 1);
 }
 
 static uent_t *uent_new(uint64_t h, const char *key_id, const char *tenant_id, const char *provider, const char *model,
@@ -194,10 +218,12 @@ static void uent_add(uent_t *dst, const uent_t *src)
 }
 
 /* Moves every entry of src into dst (summing duplicates) and frees src.
- * On allocation failure the entries not moved stay in src, which is
- * returned; NULL when everything moved. */
+ * All or nothing: on allocation failure nothing moved and src is returned
+ * (journal coverage depends on it); NULL when everything moved. */
 static agg_t *agg_merge(agg_t *dst, agg_t *src)
 {
+    if (agg_reserve(dst, src->n) != 0)
+        return src;
     for (size_t i = 0; i < src->cap; i++) {
         uent_t *e = src->slots[i];
         if (e == NULL)
@@ -225,14 +251,20 @@ typedef struct wstate {
     _Alignas(64) agg_t *cur; /* owned by the worker */
     int64_t since_handoff;   /* requests recorded since the last hand-off */
     int64_t last_handoff_ms;
+    uint64_t jlast;          /* the last record written to this worker's journal */
     pthread_mutex_t mu; /* guards mailbox */
     agg_t *mailbox;
+    _Atomic uint64_t flush_seen; /* last flush ticket handed off for; UINT64_MAX: offline */
 } wstate_t;
 
 static wstate_t *g_workers;
 static int g_nworkers;
+static _Atomic uint64_t g_flush_req; /* flush tickets issued (sync thread) */
 static atomic_llong g_pending;
 static atomic_llong g_dropped; /* requests lost to allocation failure */
+/* This process's usage journal (with a spool directory); set by
+ * dp_usage_reporter_start before workers run, cleared after they stop. */
+static dp_journal_t *g_journal;
 
 int dp_usage_init(int nworkers)
 {
@@ -282,6 +314,15 @@ void dp_usage_record(int worker, const dp_usage_rec_t *r)
     e->output += r->output_tokens;
     e->cost += r->cost_nano;
     w->since_handoff++;
+    if (g_journal != NULL) {
+        /* in the table first: a record the journal holds is always in the
+         * next hand-off, which claims it by w->jlast */
+        if (e->jt == NULL)
+            e->jt = dp_journal_tuple(g_journal, worker, key_id, tenant_id, provider, model);
+        uint64_t seq = e->jt != NULL ? dp_journal_append(g_journal, worker, e->jt, minute, r) : 0;
+        if (seq != 0)
+            w->jlast = seq;
+    }
     return;
 nomem:
     if (atomic_fetch_add(&g_dropped, 1) == 0)
@@ -291,6 +332,8 @@ nomem:
 static void handoff(wstate_t *w, int64_t now)
 {
     agg_t *a = w->cur;
+    a->jworker = (int)(w - g_workers);
+    a->jlast = w->jlast;
     w->cur = NULL;
     w->since_handoff = 0;
     w->last_handoff_ms = now;
@@ -305,10 +348,20 @@ void dp_usage_tick(int worker)
     if (worker < 0 || worker >= g_nworkers)
         return;
     wstate_t *w = &g_workers[worker];
+    /* acquire: pairs with the release of dp_usage_flush_request, so whatever
+     * the requester published before it is visible to this worker from now */
+    uint64_t req = atomic_load_explicit(&g_flush_req, memory_order_acquire);
+    if (req != atomic_load_explicit(&w->flush_seen, memory_order_relaxed)) {
+        if (w->cur != NULL && w->cur->n > 0)
+            handoff(w, mono_ms());
+        atomic_store_explicit(&w->flush_seen, req, memory_order_release);
+        return;
+    }
     if (w->cur == NULL || w->cur->n == 0)
         return;
     int64_t now = mono_ms();
-    if (w->since_handoff >= HANDOFF_REQUESTS || now - w->last_handoff_ms >= HANDOFF_MS)
+    if (w->since_handoff >= HANDOFF_REQUESTS || now - w->last_handoff_ms >= HANDOFF_MS ||
+        (g_journal != NULL && dp_journal_pressure(g_journal, worker)))
         handoff(w, now);
 }
 
@@ -319,6 +372,21 @@ void dp_usage_flush_worker(int worker)
     wstate_t *w = &g_workers[worker];
     if (w->cur != NULL && w->cur->n > 0)
         handoff(w, mono_ms());
+    /* the worker records nothing more: it never holds a flush back */
+    atomic_store_explicit(&w->flush_seen, UINT64_MAX, memory_order_release);
+}
+
+uint64_t dp_usage_flush_request(void)
+{
+    return atomic_fetch_add_explicit(&g_flush_req, 1, memory_order_seq_cst) + 1;
+}
+
+int dp_usage_flush_passed(uint64_t ticket)
+{
+    for (int i = 0; i < g_nworkers; i++)
+        if (atomic_load_explicit(&g_workers[i].flush_seen, memory_order_acquire) < ticket)
+            return 0;
+    return 1;
 }
 
 int64_t dp_usage_pending_reports(void)
@@ -331,16 +399,23 @@ int64_t dp_usage_pending_reports(void)
 typedef struct report {
     struct report *next;
     int64_t seq;
+    int64_t sealed_ms;                  /* everything collected before this time is in it or an earlier one */
     agg_t *agg;                         /* until frozen */
     Sluice__Sync__V1__UsageReport *msg; /* once frozen: exactly what is sent */
     char *spool_path;                   /* file holding msg, NULL: none */
+    uint64_t *cov;                      /* journal coverage per worker (this process's reports) */
 } report_t;
 
 static struct {
     char *node_id, *boot_id, *spool_dir;
     dp_usage_send_fn send;
     void *send_ctx;
+    dp_usage_lease_fn lease_fill; /* adds lease requests and states at freeze */
+    void *lease_ctx;
+    int report_soon;              /* seal a report even without usage */
+    int draining;
     agg_t *open; /* collected, not sealed yet */
+    uint64_t *cov; /* journal records collected so far, per worker */
     report_t *head, *tail;
     size_t qlen;
     int64_t next_seq;
@@ -361,6 +436,7 @@ static void report_free(report_t *r)
     if (r->msg != NULL)
         sluice__sync__v1__usage_report__free_unpacked(r->msg, NULL);
     free(r->spool_path);
+    free(r->cov);
     free(r);
 }
 
@@ -417,20 +493,13 @@ out:
 
 /* Packs r into its final message (and spool file). Returns 0 or SL_ENOMEM;
  * a spool write failure is logged and the report is sent anyway. */
-static int freeze(report_t *r)
+/* Fills ev/ep (room for a->n) with a's entries, borrowing its strings.
+ * Returns how many. */
+static size_t agg_entries(const agg_t *a, Sluice__Sync__V1__UsageEntry *ev, Sluice__Sync__V1__UsageEntry **ep)
 {
-    if (r->msg != NULL)
-        return 0;
-    size_t n = r->agg != NULL ? r->agg->n : 0;
-    Sluice__Sync__V1__UsageEntry *ev = calloc(n + 1, sizeof(*ev));
-    Sluice__Sync__V1__UsageEntry **ep = calloc(n + 1, sizeof(*ep));
-    uint8_t *buf = NULL;
-    int rc = SL_ENOMEM;
-    if (ev == NULL || ep == NULL)
-        goto out;
     size_t j = 0;
-    for (size_t i = 0; r->agg != NULL && i < r->agg->cap; i++) {
-        const uent_t *e = r->agg->slots[i];
+    for (size_t i = 0; a != NULL && i < a->cap; i++) {
+        const uent_t *e = a->slots[i];
         if (e == NULL)
             continue;
         sluice__sync__v1__usage_entry__init(&ev[j]);
@@ -448,6 +517,21 @@ static int freeze(report_t *r)
         ep[j] = &ev[j];
         j++;
     }
+    return j;
+}
+
+static int freeze(report_t *r)
+{
+    if (r->msg != NULL)
+        return 0;
+    size_t n = r->agg != NULL ? r->agg->n : 0;
+    Sluice__Sync__V1__UsageEntry *ev = calloc(n + 1, sizeof(*ev));
+    Sluice__Sync__V1__UsageEntry **ep = calloc(n + 1, sizeof(*ep));
+    uint8_t *buf = NULL;
+    int rc = SL_ENOMEM;
+    if (ev == NULL || ep == NULL)
+        goto out;
+    size_t j = agg_entries(r->agg, ev, ep);
     Sluice__Sync__V1__UsageReport m = SLUICE__SYNC__V1__USAGE_REPORT__INIT;
     m.node_id = R.node_id;
     m.boot_id = R.boot_id;
@@ -456,6 +540,8 @@ static int freeze(report_t *r)
     m.n_entries = j;
     m.snapshot_version = dp_snapshot_current_version();
     m.sent_unix_ms = unix_ms();
+    if (R.lease_fill != NULL)
+        R.lease_fill(&m, r->sealed_ms, R.draining && r->next == NULL, R.lease_ctx);
     size_t len = sluice__sync__v1__usage_report__get_packed_size(&m);
     if ((buf = malloc(len + 1)) == NULL)
         goto out;
@@ -465,6 +551,10 @@ static int freeze(report_t *r)
     agg_free(r->agg);
     r->agg = NULL;
     rc = 0;
+    /* journal: the coverage is noted before the spool file exists, so a
+     * crash in between is seen by recovery as "never frozen" (dp_journal.c) */
+    if (g_journal != NULL && r->cov != NULL)
+        dp_journal_intent(g_journal, r->seq, r->cov);
     if (R.spool_dir != NULL) {
         char *path = path_join(R.spool_dir, R.boot_id, r->seq, "");
         if (path != NULL && write_file_atomic(path, buf, len) == 0) {
@@ -473,8 +563,12 @@ static int freeze(report_t *r)
             sl_warn(MOD, "could not spool usage report %lld to \"%s\": %s", (long long)r->seq, R.spool_dir,
                     strerror(errno));
             free(path);
+            if (g_journal != NULL && r->cov != NULL)
+                dp_journal_unspooled(g_journal, r->seq);
         }
     }
+    if (g_journal != NULL && r->cov != NULL)
+        dp_journal_reclaim(g_journal, r->cov);
 out:
     free(buf);
     free(ev);
@@ -484,18 +578,36 @@ out:
 
 static void seal(int64_t now)
 {
-    if (R.open == NULL || R.open->n == 0)
-        return;
+    if (R.open == NULL || R.open->n == 0) {
+        /* lease work wants a report: an empty one, unless a report not yet
+         * frozen (which picks up lease state when it is sent) is queued */
+        if (!R.report_soon || (R.tail != NULL && R.tail->msg == NULL))
+            return;
+        if (R.open == NULL && (R.open = agg_new()) == NULL)
+            return;
+    }
+    R.report_soon = 0;
     if (R.qlen >= MAX_REPORTS && R.tail != NULL && R.tail->msg == NULL && R.tail->agg != NULL) {
         agg_t *left = agg_merge(R.tail->agg, R.open);
-        R.open = left; /* NULL, or what could not move yet */
+        R.open = left; /* NULL, or (out of memory) all of it, kept for later */
+        if (left == NULL && R.cov != NULL && R.tail->cov != NULL)
+            memcpy(R.tail->cov, R.cov, (size_t)g_nworkers * sizeof(uint64_t));
         R.last_seal_ms = now;
         return;
     }
     report_t *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return; /* keep collecting into open; retried next time */
+    if (R.cov != NULL) {
+        /* everything collected so far is in this report or an earlier one */
+        if ((r->cov = malloc((size_t)g_nworkers * sizeof(uint64_t))) == NULL) {
+            free(r);
+            return;
+        }
+        memcpy(r->cov, R.cov, (size_t)g_nworkers * sizeof(uint64_t));
+    }
     r->seq = R.next_seq++;
+    r->sealed_ms = now;
     r->agg = R.open;
     R.open = NULL;
     R.last_seal_ms = now;
@@ -510,26 +622,58 @@ void dp_usage_collect(int force)
         agg_t *list = w->mailbox;
         w->mailbox = NULL;
         pthread_mutex_unlock(&w->mu);
+        if (list == NULL)
+            continue;
+        /* all of the worker's hand-offs or none: the journal coverage
+         * (the newest hand-off's jlast) claims every older one too */
+        size_t total = 0;
+        agg_t *last = list;
+        for (agg_t *a = list; a != NULL; a = a->next) {
+            total += a->n;
+            last = a;
+        }
+        if ((R.open == NULL && (R.open = agg_new()) == NULL) || agg_reserve(R.open, total) != 0) {
+            pthread_mutex_lock(&w->mu); /* out of memory: give it back for later */
+            last->next = w->mailbox;
+            w->mailbox = list;
+            pthread_mutex_unlock(&w->mu);
+            continue;
+        }
         while (list != NULL) {
             agg_t *next = list->next;
             list->next = NULL;
-            if (R.open == NULL) {
-                R.open = list;
-            } else {
-                agg_t *left = agg_merge(R.open, list);
-                if (left != NULL) { /* out of memory: give it back for later */
-                    pthread_mutex_lock(&w->mu);
-                    left->next = w->mailbox;
-                    w->mailbox = left;
-                    pthread_mutex_unlock(&w->mu);
-                }
-            }
+            int jw = list->jworker;
+            uint64_t jl = list->jlast;
+            agg_merge(R.open, list); /* cannot fail: room reserved */
+            if (R.cov != NULL && jw >= 0 && jw < g_nworkers && jl > R.cov[jw])
+                R.cov[jw] = jl;
             list = next;
         }
     }
     int64_t now = mono_ms();
-    if (R.open != NULL && R.open->n > 0 && (force || now - R.last_seal_ms >= SEAL_MS))
+    int pressure = 0;
+    for (int i = 0; g_journal != NULL && i < g_nworkers; i++)
+        pressure |= dp_journal_pressure(g_journal, i);
+    if ((R.open != NULL && R.open->n > 0 && (force || pressure || now - R.last_seal_ms >= SEAL_MS)) || R.report_soon)
         seal(now);
+    if (pressure) {
+        /* a journal is filling up with records no frozen report covers:
+         * freeze (spool) every queued report now so its space frees up */
+        for (report_t *r = R.head; r != NULL; r = r->next)
+            if (freeze(r) != 0)
+                break;
+    }
+}
+
+void dp_usage_report_soon(void)
+{
+    R.report_soon = 1;
+}
+
+void dp_usage_set_lease_fill(dp_usage_lease_fn fn, void *ctx)
+{
+    R.lease_fill = fn;
+    R.lease_ctx = ctx;
 }
 
 void dp_usage_set_sender(dp_usage_send_fn fn, void *ctx)
@@ -574,6 +718,8 @@ int dp_usage_send_due(int max_sends)
             sl_info(MOD, "usage report %lld acknowledged after retries", (long long)r->seq);
         R.backoff_ms = 0;
         R.next_attempt_ms = 0;
+        if (g_journal != NULL && r->cov != NULL)
+            dp_journal_acked(g_journal, r->seq); /* before the spool file goes */
         if (r->spool_path != NULL && unlink(r->spool_path) != 0 && errno != ENOENT)
             sl_warn(MOD, "could not remove spooled report \"%s\": %s", r->spool_path, strerror(errno));
         R.head = r->next;
@@ -589,6 +735,7 @@ int dp_usage_send_due(int max_sends)
 
 int64_t dp_usage_drain(int timeout_ms)
 {
+    R.draining = 1;
     dp_usage_collect(1);
     int64_t deadline = mono_ms() + timeout_ms;
     for (;;) {
@@ -615,7 +762,107 @@ int64_t dp_usage_drain(int timeout_ms)
         sl_info(MOD, "%lld unacknowledged usage reports left in the spool directory", (long long)spooled);
     if (lost > 0)
         sl_error(MOD, "%lld usage reports were not acknowledged and are lost", (long long)lost);
+    if (g_journal != NULL && lost == 0 && (R.open == NULL || R.open->n == 0)) {
+        /* workers have stopped and every journaled request is in a report
+         * that is acknowledged or spooled: the journal has done its job */
+        int idle = 1;
+        for (int i = 0; i < g_nworkers; i++) {
+            pthread_mutex_lock(&g_workers[i].mu);
+            idle &= g_workers[i].mailbox == NULL && (g_workers[i].cur == NULL || g_workers[i].cur->n == 0);
+            pthread_mutex_unlock(&g_workers[i].mu);
+        }
+        if (idle) {
+            dp_journal_close(g_journal, 1);
+            g_journal = NULL;
+        }
+    }
     return lost;
+}
+
+/* ---- journal recovery --------------------------------------------------- */
+
+#define REPLAY_ENTRIES 2000 /* entries per recovered report (message size) */
+
+static int write_replayed(const dp_journal_lost_t *lost, int64_t seq, const agg_t *a)
+{
+    Sluice__Sync__V1__UsageEntry *ev = calloc(a->n + 1, sizeof(*ev));
+    Sluice__Sync__V1__UsageEntry **ep = calloc(a->n + 1, sizeof(*ep));
+    uint8_t *buf = NULL;
+    char *path = NULL;
+    int rc = SL_ENOMEM;
+    if (ev == NULL || ep == NULL)
+        goto out;
+    Sluice__Sync__V1__UsageReport m = SLUICE__SYNC__V1__USAGE_REPORT__INIT;
+    m.node_id = (char *)lost->node_id;
+    m.boot_id = (char *)lost->boot_id;
+    m.seq = seq;
+    m.n_entries = agg_entries(a, ev, ep);
+    m.entries = ep;
+    m.sent_unix_ms = unix_ms();
+    size_t len = sluice__sync__v1__usage_report__get_packed_size(&m);
+    if ((buf = malloc(len + 1)) == NULL || (path = path_join(R.spool_dir, lost->boot_id, seq, "")) == NULL)
+        goto out;
+    sluice__sync__v1__usage_report__pack(&m, buf);
+    rc = write_file_atomic(path, buf, len);
+    if (rc != 0)
+        sl_error(MOD, "could not write recovered usage report \"%s\": %s", path, strerror(errno));
+out:
+    free(path);
+    free(buf);
+    free(ev);
+    free(ep);
+    return rc;
+}
+
+/* Turns the journaled requests of a dead process that no frozen report
+ * covers into spooled reports of that process (dp_journal.h): aggregated in
+ * journal order, a new report every REPLAY_ENTRIES distinct entries, so the
+ * same input always gives the same reports. */
+static int replay_lost(const dp_journal_lost_t *lost, void *ctx)
+{
+    agg_t *a = NULL;
+    int64_t seq = lost->next_seq;
+    int rc = 0;
+    for (size_t i = 0; i < lost->n && rc == 0; i++) {
+        const dp_usage_rec_t *r = &lost->recs[i];
+        int64_t minute = r->unix_sec - r->unix_sec % 60;
+        uint64_t h = entry_hash(r->key_id, r->provider, r->model, minute);
+        if (a == NULL && (a = agg_new()) == NULL)
+            return SL_ENOMEM;
+        if (agg_grow(a) != 0) {
+            rc = SL_ENOMEM;
+            break;
+        }
+        uent_t **slot = agg_slot(a, h, r->key_id, r->provider, r->model, minute);
+        if (*slot == NULL && a->n >= REPLAY_ENTRIES) {
+            if ((rc = write_replayed(lost, seq++, a)) != 0)
+                break;
+            agg_free(a);
+            if ((a = agg_new()) == NULL || agg_grow(a) != 0) {
+                rc = SL_ENOMEM;
+                break;
+            }
+            slot = agg_slot(a, h, r->key_id, r->provider, r->model, minute);
+        }
+        if (*slot == NULL) {
+            if ((*slot = uent_new(h, r->key_id, r->tenant_id, r->provider, r->model, minute)) == NULL) {
+                rc = SL_ENOMEM;
+                break;
+            }
+            a->n++;
+        }
+        uent_t *e = *slot;
+        e->requests++;
+        e->errors += r->error ? 1 : 0;
+        e->input += r->input_tokens;
+        e->cached += r->cached_input_tokens;
+        e->output += r->output_tokens;
+        e->cost += r->cost_nano;
+    }
+    if (rc == 0 && a != NULL && a->n > 0)
+        rc = write_replayed(lost, seq++, a);
+    agg_free(a);
+    return rc;
 }
 
 /* Spooled files from earlier processes: "<boot>-<seq>.pb". */
@@ -738,13 +985,36 @@ int dp_usage_reporter_start(const char *node_id, const char *boot_id, const char
     R.last_seal_ms = mono_ms();
     if (sl_random(&R.rng, sizeof(R.rng)) != 0 || R.rng == 0)
         R.rng = 0x9e3779b97f4a7c15ULL;
-    if (R.spool_dir != NULL)
+    if (R.spool_dir != NULL) {
+        struct stat st;
+        if (stat(R.spool_dir, &st) != 0 && errno == ENOENT)
+            mkdir(R.spool_dir, 0700);
+        /* journals of processes that died: their unreported usage becomes
+         * spooled reports of their own boot, loaded with the others below */
+        dp_journal_recover(R.spool_dir, R.boot_id, replay_lost, NULL);
         load_spool_dir();
+        if (g_nworkers > 0) {
+            int rc = dp_journal_open(R.spool_dir, R.node_id, R.boot_id, g_nworkers, &g_journal);
+            if (rc == 0)
+                rc = (R.cov = calloc((size_t)g_nworkers, sizeof(uint64_t))) != NULL ? 0 : SL_ENOMEM;
+            if (rc != 0) {
+                dp_journal_close(g_journal, 1);
+                g_journal = NULL;
+                sl_error(MOD, "could not create the usage journal in \"%s\": %s; a crash loses the usage recorded "
+                              "since the last report",
+                         R.spool_dir, sl_strerror(rc));
+            }
+        }
+    }
     return 0;
 }
 
 void dp_usage_shutdown(void)
 {
+    /* kept on disk: what no report covers is recovered by the next start */
+    dp_journal_close(g_journal, 0);
+    g_journal = NULL;
+    free(R.cov);
     while (R.head != NULL) {
         report_t *r = R.head;
         R.head = r->next;

@@ -41,6 +41,16 @@ void dp_usage_tick(int worker);
 /* Worker thread, when it stops: hands off whatever it has. */
 void dp_usage_flush_worker(int worker);
 
+/* Flush tickets, a grace period shared with quota leases: after ticket =
+ * dp_usage_flush_request() (any thread), dp_usage_flush_passed(ticket) is
+ * true once every worker has run dp_usage_tick (or stopped) since, having
+ * handed off what it recorded before. So once it passes, (1) the next
+ * dp_usage_collect takes every request recorded before the ticket, and (2)
+ * no worker is still inside code it entered before the ticket (what it did
+ * there, and what the requester published before, is visible both ways). */
+uint64_t dp_usage_flush_request(void);
+int dp_usage_flush_passed(uint64_t ticket);
+
 /* Reports not yet acknowledged (for /metrics). */
 int64_t dp_usage_pending_reports(void);
 
@@ -51,13 +61,29 @@ int64_t dp_usage_pending_reports(void);
  * negative SL_E* code; the report is then retried later, unchanged. */
 typedef int (*dp_usage_send_fn)(const Sluice__Sync__V1__UsageReport *report, void *ctx);
 
+/* Adds quota lease requests and lease states to a report when it is
+ * frozen (right before its first send, or when spooled at stop). The
+ * callback sets m->lease_requests / m->leases (and counts) to memory it
+ * owns until its next call. sealed_ms: monotonic time the report was
+ * sealed (usage collected before it is in this report or an earlier one);
+ * final: the last report of a stopping process (list no leases, so the
+ * control plane releases them all once it has applied the usage). */
+typedef void (*dp_usage_lease_fn)(Sluice__Sync__V1__UsageReport *m, int64_t sealed_ms, int final, void *ctx);
+
 /* Names this process in reports and loads reports spooled by earlier
- * processes (spool_dir may be NULL: no spooling). Strings are copied. */
+ * processes (spool_dir may be NULL: no spooling). Strings are copied. With
+ * a spool directory it first turns the usage journals of processes that
+ * died (dp_journal.h) into spooled reports, then journals this process's
+ * requests; call after dp_usage_init and before workers record. */
 int dp_usage_reporter_start(const char *node_id, const char *boot_id, const char *spool_dir);
 void dp_usage_set_sender(dp_usage_send_fn fn, void *ctx);
 /* Takes every worker's handed-off tables and queues them as reports (a new
  * sequence number at most every 500 ms unless force). */
 void dp_usage_collect(int force);
+void dp_usage_set_lease_fill(dp_usage_lease_fn fn, void *ctx);
+/* The next dp_usage_collect seals a report even if no usage was recorded
+ * (unless a report not yet frozen is queued already). */
+void dp_usage_report_soon(void);
 /* Sends queued reports, oldest first, if the retry backoff allows: at most
  * max_sends, stopping at the first failure. Returns how many were
  * acknowledged. */

@@ -131,7 +131,7 @@ static const char *param(const dp_provider_t *prov, const char *name)
 
 static int build(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_credential_t *cred, h2o_iovec_t served_model,
                  const dp_chat_req_t *in, const h2o_headers_t *client_headers, h2o_iovec_t request_id,
-                 dp_upstream_req_t *out, int azure)
+                 dp_upstream_req_t *out, int azure, const char *op)
 {
     char port[8];
     size_t portlen = 0;
@@ -170,10 +170,11 @@ static int build(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_crede
         }
         PUTS(&w, "/openai/deployments/");
         put(&w, served_model.base, served_model.len);
-        PUTS(&w, "/chat/completions?api-version=");
+        put(&w, op, strlen(op));
+        PUTS(&w, "?api-version=");
         put(&w, api_version, strlen(api_version));
     } else {
-        PUTS(&w, "/chat/completions");
+        put(&w, op, strlen(op));
     }
     PUTS(&w, " HTTP/1.1\r\nhost: ");
     if (v6)
@@ -220,14 +221,30 @@ static int build_openai(h2o_mem_pool_t *pool, const dp_provider_t *prov, const d
                         h2o_iovec_t served_model, const dp_chat_req_t *in, const h2o_headers_t *client_headers,
                         h2o_iovec_t request_id, dp_upstream_req_t *out)
 {
-    return build(pool, prov, cred, served_model, in, client_headers, request_id, out, 0);
+    return build(pool, prov, cred, served_model, in, client_headers, request_id, out, 0, "/chat/completions");
 }
 
 static int build_azure(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_credential_t *cred,
                        h2o_iovec_t served_model, const dp_chat_req_t *in, const h2o_headers_t *client_headers,
                        h2o_iovec_t request_id, dp_upstream_req_t *out)
 {
-    return build(pool, prov, cred, served_model, in, client_headers, request_id, out, 1);
+    return build(pool, prov, cred, served_model, in, client_headers, request_id, out, 1, "/chat/completions");
+}
+
+static int build_openai_embeddings(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_credential_t *cred,
+                                   h2o_iovec_t served_model, const dp_chat_req_t *in,
+                                   const h2o_headers_t *client_headers, h2o_iovec_t request_id,
+                                   dp_upstream_req_t *out)
+{
+    return build(pool, prov, cred, served_model, in, client_headers, request_id, out, 0, "/embeddings");
+}
+
+static int build_azure_embeddings(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_credential_t *cred,
+                                  h2o_iovec_t served_model, const dp_chat_req_t *in,
+                                  const h2o_headers_t *client_headers, h2o_iovec_t request_id,
+                                  dp_upstream_req_t *out)
+{
+    return build(pool, prov, cred, served_model, in, client_headers, request_id, out, 1, "/embeddings");
 }
 
 /* Reads {"prompt_tokens","completion_tokens","prompt_tokens_details":
@@ -336,6 +353,7 @@ const dp_provider_ops_t dp_openai_ops = {
     .parse_usage = parse_usage,
     .parse_event = parse_event,
     .map_error = map_error,
+    .build_embeddings = build_openai_embeddings,
 };
 
 const dp_provider_ops_t dp_azure_openai_ops = {
@@ -345,4 +363,5 @@ const dp_provider_ops_t dp_azure_openai_ops = {
     .parse_usage = parse_usage,
     .parse_event = parse_event,
     .map_error = map_error,
+    .build_embeddings = build_azure_embeddings,
 };

@@ -155,9 +155,16 @@ def test_revoked_key_rejected_by_two_dataplanes_within_one_second(seeded):
 
 def test_dataplane_restarted_while_controlplane_down_serves_from_snapshot_cache(seeded):
     cluster, secret = seeded
+    plain = cluster.apply("""\
+virtual_keys:
+- id: vk_no_budget
+  customer_id: acme_corp
+  allowed_providers: [openai]
+""", name="plain.yaml")["vk_no_budget"]
     dp = cluster.start_dataplane("dp1")
     cluster.wait_ready(dp)
     assert chat(dp.api_port, secret).status == 200
+    assert chat(dp.api_port, plain).status == 200
     cache = cluster.path("dp1.snapshot")
     wait_for(lambda: os.path.exists(cache), 5, what="snapshot cache file")
     assert os.stat(cache).st_mode & 0o777 == 0o600
@@ -169,8 +176,15 @@ def test_dataplane_restarted_while_controlplane_down_serves_from_snapshot_cache(
     cluster.cp.stop()
     dp2 = cluster.start_dataplane("dp1")
     cluster.wait_ready(dp2, timeout=5)
-    resp = chat(dp2.api_port, secret)
+    # keys, providers and prices come from the cache: a key without a budget is served
+    resp = chat(dp2.api_port, plain)
     assert resp.status == 200, resp.body
+    assert resp.header("x-sluice-provider") == "openai"
+    # the budgeted key is known too, but a fresh process holds no lease of its
+    # monthly budget, and budgets fail closed while the control plane is away
+    resp = chat(dp2.api_port, secret)
+    assert resp.status == 503, resp.body
+    assert resp.json()["error"]["code"] == "quota_unavailable"
     assert_openai_error(chat(dp2.api_port, "sk-sluice-" + "B" * 43), 401)
 
 
@@ -279,7 +293,8 @@ def test_upstream_errors_reach_the_client_in_openai_shape(seeded):
     cluster, secret = seeded
     dp = cluster.start_dataplane("dp1")
     cluster.wait_ready(dp)
-    cluster.mock_faults(count=1, status=503)
+    # the only target is retried (after a backoff) until the attempt budget is spent
+    cluster.mock_faults(count=4, status=503)
     assert_openai_error(chat(dp.api_port, secret), 503)
     cluster.mock_faults(count=1, status=400)
     assert_openai_error(chat(dp.api_port, secret), 400)
@@ -290,7 +305,9 @@ def test_stream_cut_after_content_ends_with_error_event_not_done(seeded):
     cluster, secret = seeded
     dp = cluster.start_dataplane("dp1")
     cluster.wait_ready(dp)
-    cluster.mock_faults(count=1, drop_after_chunks=3)
+    # spaced out so content reaches the client before the cut (a cut before
+    # any content is retried, invisibly)
+    cluster.mock_faults(count=1, drop_after_chunks=3, chunk_delay_ms=50)
     resp = chat(dp.api_port, secret, stream=True, max_tokens=20)
     events = sse_events(resp.body)
     assert events, resp.body

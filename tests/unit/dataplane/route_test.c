@@ -32,7 +32,8 @@ static void publish(int64_t version, const key_spec_t *keys, size_t nk)
     } provs[] = {
         {"openai", "openai", "https://api.openai.com/v1", 2},
         {"local", "openai_compatible", "http://127.0.0.1:8000/v1", 1},
-        {"anthropic", "anthropic", "https://api.anthropic.com", 1},
+        /* a kind without a translator (routing skips it) */
+        {"anthropic", "not_yet_supported", "https://api.anthropic.com", 1},
         {"empty", "openai", "http://127.0.0.1:9/v1", 0},
     };
     static const struct {
@@ -139,6 +140,9 @@ static const key_spec_t keys[] = {
      .fallbacks = {"bedrock/claude", "local/llama-3"}},
     {.id = "mini_only", .fill = 5, .allowed_models = {"gpt-4o-mini", "local/llama-3"}},
     {.id = "anthropic_only", .fill = 6, .allowed_providers = {"anthropic"}},
+    {.id = "skips", .fill = 7, .allowed_providers = {"openai", "local"},
+     .fallbacks = {"anthropic/shared-model", "openai/gpt-4o", "openai/gpt-4o", "local/llama-3"}},
+    {.id = "chain", .fill = 8, .fallbacks = {"anthropic/shared-model", "empty/lonely", "local/llama-3"}},
 };
 
 static dp_snapshot_t *snap;
@@ -277,13 +281,76 @@ static void test_credential_weights(void **state)
     assert_null(dp_route_pick_credential(dp_snapshot_find_provider(snap, "empty", 5), 7));
 }
 
+/* The request's targets: the resolved route, then the key's fallbacks. */
+static size_t targets(uint8_t fill, const char *model, dp_route_t *out, size_t cap)
+{
+    dp_route_t r;
+    dp_error_t e;
+    assert_int_equal(route(fill, model, &r, &e), 0);
+    return dp_route_targets(snap, key(fill), &r, out, cap);
+}
+
+#define ASSERT_TARGET(T, WANT_PROVIDER, WANT_MODEL, PRICED)                                                   \
+    do {                                                                                                       \
+        assert_string_equal((T).provider->name, (WANT_PROVIDER));                                              \
+        assert_int_equal((T).model_len, strlen(WANT_MODEL));                                                   \
+        assert_memory_equal((T).model, (WANT_MODEL), (T).model_len);                                           \
+        assert_true(((T).price != NULL) == (PRICED));                                                          \
+        assert_non_null((T).ops);                                                                              \
+    } while (0)
+
+static void test_targets(void **state)
+{
+    dp_route_t t[DP_MAX_TARGETS];
+    /* the resolved target repeats the first fallback: not tried twice */
+    assert_int_equal(targets(3, "gpt-4o", t, DP_MAX_TARGETS), 2);
+    ASSERT_TARGET(t[0], "openai", "gpt-4o", 1);
+    ASSERT_TARGET(t[1], "local", "llama-3", 1);
+    /* a fallback to an unconfigured provider (bedrock) is skipped */
+    assert_int_equal(targets(4, "local/shared-model", t, DP_MAX_TARGETS), 2);
+    ASSERT_TARGET(t[0], "local", "shared-model", 1);
+    ASSERT_TARGET(t[1], "local", "llama-3", 1);
+    /* a provider the key may not use, then duplicates */
+    assert_int_equal(targets(7, "openai/gpt-4o", t, DP_MAX_TARGETS), 2);
+    ASSERT_TARGET(t[0], "openai", "gpt-4o", 1);
+    ASSERT_TARGET(t[1], "local", "llama-3", 1);
+    /* a kind without a translator is skipped; an unknown model of a
+     * configured provider stays (unpriced); order is the key's */
+    assert_int_equal(targets(8, "openai/gpt-x", t, DP_MAX_TARGETS), 3);
+    ASSERT_TARGET(t[0], "openai", "gpt-x", 0);
+    ASSERT_TARGET(t[1], "empty", "lonely", 1);
+    ASSERT_TARGET(t[2], "local", "llama-3", 1);
+    /* a key without fallbacks: just the route */
+    assert_int_equal(targets(1, "llama-3", t, DP_MAX_TARGETS), 1);
+    ASSERT_TARGET(t[0], "local", "llama-3", 1);
+    /* the caller's capacity bounds the list */
+    assert_int_equal(targets(8, "gpt-4o", t, 2), 2);
+    ASSERT_TARGET(t[1], "empty", "lonely", 1);
+}
+
+static void test_credential_pick_excluding(void **state)
+{
+    const dp_provider_t *p = dp_snapshot_find_provider(snap, "openai", 6);
+    int counts[2] = {0, 0};
+    for (uint64_t r = 0; r < 4000; r++)
+        counts[dp_route_pick_credential_excluding(p, r * 2654435761u, 0)]++;
+    assert_true(counts[0] > 800 && counts[0] < 1200);
+    for (uint64_t r = 0; r < 100; r++) {
+        assert_int_equal(dp_route_pick_credential_excluding(p, r, 1), 1);
+        assert_int_equal(dp_route_pick_credential_excluding(p, r, 2), 0);
+    }
+    assert_int_equal(dp_route_pick_credential_excluding(p, 5, 3), -1);
+    assert_int_equal(dp_route_pick_credential_excluding(dp_snapshot_find_provider(snap, "empty", 5), 5, 0), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_explicit_provider_prefix), cmocka_unit_test(test_prefix_that_is_not_a_provider),
         cmocka_unit_test(test_bare_model_catalog),       cmocka_unit_test(test_unknown_model_default_provider),
         cmocka_unit_test(test_allowed_models),           cmocka_unit_test(test_provider_allowed),
-        cmocka_unit_test(test_credential_weights),
+        cmocka_unit_test(test_credential_weights),       cmocka_unit_test(test_targets),
+        cmocka_unit_test(test_credential_pick_excluding),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
