@@ -65,6 +65,7 @@
  */
 #include "dp_snapshot.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -763,6 +764,19 @@ static int split_base_url(chunk_t **arena, const char *url, dp_provider_t *p)
     p->path_prefix = arena_strndup(arena, path, pathlen);
     if (p->host == NULL || p->path_prefix == NULL)
         return SL_ENOMEM;
+    /* the Host header, once per snapshot rather than per request */
+    char auth[300];
+    int v6 = memchr(host, ':', hostlen) != NULL, n;
+    int dflt = p->port == (p->is_ssl ? 443 : 80);
+    if (dflt)
+        n = snprintf(auth, sizeof(auth), v6 ? "[%.*s]" : "%.*s", (int)hostlen, host);
+    else
+        n = snprintf(auth, sizeof(auth), v6 ? "[%.*s]:%u" : "%.*s:%u", (int)hostlen, host, (unsigned)p->port);
+    if (n < 0 || (size_t)n >= sizeof(auth))
+        return SL_EINVAL;
+    if ((p->authority = arena_strndup(arena, auth, (size_t)n)) == NULL)
+        return SL_ENOMEM;
+    p->authority_len = (size_t)n;
     return 0;
 }
 
@@ -792,6 +806,8 @@ static prov_rec_t *build_provider(segment_t *seg, const Sluice__Config__V1__Prov
         p->port = 0;
         p->host = "";
         p->path_prefix = "";
+        p->authority = "";
+        p->authority_len = 0;
     }
     if (pb->n_credentials > 0) {
         dp_credential_t *creds = arena_alloc(&seg->arena, pb->n_credentials * sizeof(*creds));

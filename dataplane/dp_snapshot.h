@@ -65,6 +65,8 @@ typedef struct dp_provider {
     const char *host;
     uint16_t port;
     const char *path_prefix;               /* "/v1" for https://api.openai.com/v1; "" when none */
+    const char *authority;                 /* the Host header value: host, [v6 host], ":port" unless default */
+    size_t authority_len;
     const dp_credential_t *credentials;
     size_t n_credentials;
     int total_weight;

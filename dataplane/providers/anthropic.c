@@ -861,17 +861,7 @@ static int build_chat(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_
     else
         dp_jw_lit(&w, "/v1/messages");
     dp_jw_lit(&w, " HTTP/1.1\r\nhost: ");
-    int v6 = strchr(prov->host, ':') != NULL;
-    if (v6)
-        dp_jw_lit(&w, "[");
-    dp_jw_raw(&w, prov->host, strlen(prov->host));
-    if (v6)
-        dp_jw_lit(&w, "]");
-    if ((prov->is_ssl && prov->port != 443) || (!prov->is_ssl && prov->port != 80)) {
-        char port[8];
-        int n = snprintf(port, sizeof(port), ":%u", (unsigned)prov->port);
-        dp_jw_raw(&w, port, (size_t)n);
-    }
+    dp_jw_raw(&w, prov->authority, prov->authority_len);
     dp_jw_lit(&w, "\r\nx-api-key: ");
     dp_jw_raw(&w, cred->secret, cred->secret_len);
     dp_jw_lit(&w, "\r\nanthropic-version: " DP_ANTHROPIC_VERSION "\r\ncontent-type: application/json\r\naccept: ");

@@ -577,12 +577,8 @@ static int finish_request(h2o_mem_pool_t *pool, const dp_provider_t *prov, const
         request_id = h2o_iovec_init(H2O_STRLIT("-"));
 
     /* host[:port] as sent and signed */
-    size_t hostlen = strlen(prov->host);
-    char *hostval = h2o_mem_alloc_pool(pool, hostlen + 10);
-    int v6 = memchr(prov->host, ':', hostlen) != NULL;
-    size_t hv = (size_t)snprintf(hostval, hostlen + 10, v6 ? "[%s]" : "%s", prov->host);
-    if ((prov->is_ssl && prov->port != 443) || (!prov->is_ssl && prov->port != 80))
-        hv += (size_t)snprintf(hostval + hv, hostlen + 10 - hv, ":%u", (unsigned)prov->port);
+    const char *hostval = prov->authority;
+    size_t hv = prov->authority_len;
 
     char hash[65];
     sl_sigv4_payload_hash(body.base, body.len, hash);

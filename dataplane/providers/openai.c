@@ -133,19 +133,14 @@ static int build(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_crede
                  const dp_chat_req_t *in, const h2o_headers_t *client_headers, h2o_iovec_t request_id,
                  dp_upstream_req_t *out, int azure, const char *op)
 {
-    char port[8];
-    size_t portlen = 0;
     const char *api_version = NULL;
     if (prov->host == NULL || prov->host[0] == '\0' || prov->port == 0)
         return SL_EINVAL;
-    if ((prov->is_ssl && prov->port != 443) || (!prov->is_ssl && prov->port != 80))
-        portlen = (size_t)snprintf(port, sizeof(port), ":%u", (unsigned)prov->port);
-    size_t hostlen = strlen(prov->host), prefixlen = strlen(prov->path_prefix);
-    int v6 = memchr(prov->host, ':', hostlen) != NULL;
+    size_t prefixlen = strlen(prov->path_prefix);
     if (azure && (api_version = param(prov, "api_version")) == NULL)
         api_version = DEFAULT_AZURE_API_VERSION;
 
-    size_t cap = 512 + prefixlen + hostlen + portlen + cred->secret_len + request_id.len;
+    size_t cap = 512 + prefixlen + prov->authority_len + cred->secret_len + request_id.len;
     if (azure)
         cap += served_model.len * 3 + strlen(api_version);
     for (size_t i = 0; i < client_headers->size; i++) {
@@ -177,12 +172,7 @@ static int build(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_crede
         put(&w, op, strlen(op));
     }
     PUTS(&w, " HTTP/1.1\r\nhost: ");
-    if (v6)
-        PUTS(&w, "[");
-    put(&w, prov->host, hostlen);
-    if (v6)
-        PUTS(&w, "]");
-    put(&w, port, portlen);
+    put(&w, prov->authority, prov->authority_len);
     if (azure) {
         PUTS(&w, "\r\napi-key: ");
     } else {

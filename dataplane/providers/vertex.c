@@ -901,17 +901,7 @@ static void finish_request(h2o_mem_pool_t *pool, const dp_provider_t *prov, cons
     dp_jw_raw(&w, model.base, model.len);
     dp_jw_raw(&w, method, strlen(method));
     dp_jw_lit(&w, " HTTP/1.1\r\nhost: ");
-    int v6 = strchr(prov->host, ':') != NULL;
-    if (v6)
-        dp_jw_lit(&w, "[");
-    dp_jw_raw(&w, prov->host, strlen(prov->host));
-    if (v6)
-        dp_jw_lit(&w, "]");
-    if ((prov->is_ssl && prov->port != 443) || (!prov->is_ssl && prov->port != 80)) {
-        char port[8];
-        int n = snprintf(port, sizeof(port), ":%u", (unsigned)prov->port);
-        dp_jw_raw(&w, port, (size_t)n);
-    }
+    dp_jw_raw(&w, prov->authority, prov->authority_len);
     dp_jw_lit(&w, "\r\nauthorization: Bearer ");
     dp_jw_raw(&w, tg->token.base, tg->token.len);
     dp_jw_lit(&w, "\r\ncontent-type: application/json\r\naccept: ");

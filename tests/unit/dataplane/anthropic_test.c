@@ -447,7 +447,9 @@ static void test_build_text_request(void **state)
                        .host = "api.anthropic.com",
                        .port = 443,
                        .is_ssl = 1,
-                       .path_prefix = ""};
+                       .path_prefix = "",
+                       .authority = "api.anthropic.com",
+                       .authority_len = 17};
     dp_upstream_req_t out;
     char *head, *body;
     assert_int_equal(build(&p,
@@ -471,7 +473,8 @@ static void test_build_url_and_headers(void **state)
 {
     /* a test upstream on a port; the base URL given with /v1 anyway */
     dp_provider_t p = {
-        .name = "anthropic", .kind = "anthropic", .host = "127.0.0.1", .port = 8080, .is_ssl = 0, .path_prefix = "/v1"};
+        .name = "anthropic", .kind = "anthropic", .host = "127.0.0.1", .port = 8080, .is_ssl = 0, .path_prefix = "/v1",
+        .authority = "127.0.0.1:8080", .authority_len = 14};
     h2o_headers_t hdrs = {NULL};
     h2o_add_header_by_str(&pool, &hdrs, H2O_STRLIT("anthropic-version"), 0, NULL, H2O_STRLIT("2099-01-01"));
     h2o_add_header_by_str(&pool, &hdrs, H2O_STRLIT("anthropic-beta"), 0, NULL, H2O_STRLIT("prompt-caching-2024-07-31"));
@@ -613,7 +616,9 @@ static void test_build_rejects(void **state)
                        .host = "api.anthropic.com",
                        .port = 443,
                        .is_ssl = 1,
-                       .path_prefix = ""};
+                       .path_prefix = "",
+                       .authority = "api.anthropic.com",
+                       .authority_len = 17};
     dp_upstream_req_t out;
     char *head, *body;
     assert_int_equal(build(&p, "{" MSGS ",\"n\":3}", 0, NULL, &head, &body, &out), SL_EINVAL);

@@ -66,6 +66,8 @@ static dp_provider_t provider(const char *region)
                        .port = 443,
                        .is_ssl = 1,
                        .path_prefix = "",
+                       .authority = "bedrock-runtime.us-east-1.amazonaws.com",
+                       .authority_len = 39,
                        .pb = &prov_pb};
     return p;
 }
@@ -354,6 +356,8 @@ static void test_signed_head(void **state)
     p.host = "127.0.0.1";
     p.port = 4566;
     p.is_ssl = 0;
+    p.authority = "127.0.0.1:4566"; /* as the snapshot derives it */
+    p.authority_len = 14;
     dp_credential_t c = credential("{\"secret_access_key\":\"" SECRET "\",\"access_key_id\":\"" AKID
                                    "\",\"session_token\":\"FQoGZXIvYXdzEJr//token=\"}");
     b = build_with(&p, &c, "{\"model\":\"m\",\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",

@@ -36,6 +36,17 @@ static dp_provider_t provider(const char *host, uint16_t port, int ssl, const ch
 {
     dp_provider_t p = {.name = "openai", .kind = "openai", .host = host, .port = port, .is_ssl = ssl,
                        .path_prefix = prefix};
+    /* what the snapshot derives from the base URL */
+    static char auth[4][300];
+    static int next;
+    char *a = auth[next++ % 4];
+    int v6 = strchr(host, ':') != NULL;
+    if (port == (ssl ? 443 : 80))
+        snprintf(a, 300, v6 ? "[%s]" : "%s", host);
+    else
+        snprintf(a, 300, v6 ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
+    p.authority = a;
+    p.authority_len = strlen(a);
     return p;
 }
 

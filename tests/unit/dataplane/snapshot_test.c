@@ -295,18 +295,23 @@ static void test_base_url_split(void **state)
     assert_string_equal(p->host, "example.com");
     assert_int_equal(p->port, 80);
     assert_string_equal(p->path_prefix, "");
+    assert_string_equal(p->authority, "example.com"); /* default port left out */
+    assert_int_equal(p->authority_len, 11);
     assert_int_equal(p->n_credentials, 0);
     assert_int_equal(p->total_weight, 0);
     p = dp_snapshot_find_provider(s, "b", 1);
     assert_int_equal(p->is_ssl, 1);
     assert_int_equal(p->port, 8443);
     assert_string_equal(p->path_prefix, "/openai/v1");
+    assert_string_equal(p->authority, "example.com:8443");
     p = dp_snapshot_find_provider(s, "c", 1);
     assert_string_equal(p->host, "::1");
     assert_int_equal(p->port, 9000);
     assert_string_equal(p->path_prefix, "/x");
+    assert_string_equal(p->authority, "[::1]:9000");
     p = dp_snapshot_find_provider(s, "d", 1); /* kept, unusable */
     assert_string_equal(p->host, "");
+    assert_int_equal(p->authority_len, 0);
     assert_int_equal(p->port, 0);
     p = dp_snapshot_find_provider(s, "e", 1);
     assert_string_equal(p->host, "");

@@ -278,6 +278,8 @@ static int build(const char *body, const char *model, int with_params, const cha
                        .port = 8443,
                        .is_ssl = 1,
                        .path_prefix = "",
+                       .authority = "127.0.0.1:8443",
+                       .authority_len = 14,
                        .pb = &pb};
     dp_credential_t cred = {.id = cred_id, .secret = account, .secret_len = strlen(account), .weight = 1};
     dp_chat_req_t in = chat_req(body);
@@ -694,6 +696,8 @@ static void test_embeddings(void **state)
                        .port = 443,
                        .is_ssl = 1,
                        .path_prefix = "",
+                       .authority = "us-central1-aiplatform.googleapis.com",
+                       .authority_len = 37,
                        .pb = &pb};
     dp_credential_t cred = {.id = "sa", .secret = account, .secret_len = strlen(account), .weight = 1};
     h2o_headers_t hdrs = {NULL};
