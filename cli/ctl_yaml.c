@@ -1604,11 +1604,51 @@ static int parse_fallback(pctx_t *c, const yaml_node_t *n, vkey_t *k)
     return 0;
 }
 
+/* provider_limits: {PROVIDER: {budget: {...}, rate_limit: {...}}} -> key x
+ * provider quotas (Quota.provider set): they count only the requests the
+ * key sends to that provider. */
+static int opt_provider_limits(pctx_t *c, const yaml_node_t *map, vkey_t *k)
+{
+    static const char *const allowed[] = {"budget", "rate_limit", NULL};
+    char g[128];
+    yaml_node_t *m = get(c, map, "provider_limits");
+    if (m == NULL)
+        return 0;
+    size_t mark = path_key(c, "provider_limits");
+    int rc = 0;
+    if (m->type != YAML_MAPPING_NODE)
+        rc = fail(c, m, "expected a mapping of provider names, got %s", got(m, g, sizeof(g)));
+    for (yaml_node_pair_t *p = rc ? NULL : m->data.mapping.pairs.start; rc == 0 && p < m->data.mapping.pairs.top; p++) {
+        yaml_node_t *kn = yaml_document_get_node(c->y, p->key);
+        yaml_node_t *vn = yaml_document_get_node(c->y, p->value);
+        if (kn == NULL || kn->type != YAML_SCALAR_NODE) {
+            rc = fail(c, m, "expected provider names as keys");
+            break;
+        }
+        char *prov = xstrndup((const char *)kn->data.scalar.value, kn->data.scalar.length);
+        size_t pm = path_key(c, prov);
+        if ((rc = check_provider_ref(c, kn, prov)) == 0 && (rc = check_map(c, vn, allowed, "field")) == 0) {
+            size_t first = k->n_quotas;
+            if ((rc = opt_budget(c, vn, &k->quotas, &k->n_quotas, NULL)) == 0 &&
+                (rc = opt_rate_limit(c, vn, &k->quotas, &k->n_quotas)) == 0) {
+                for (size_t i = first; i < k->n_quotas; i++)
+                    set_str(&k->quotas[i]->provider, xstrdup(prov));
+                if (k->n_quotas == first)
+                    rc = fail(c, vn, "gives no budget or rate limit");
+            }
+        }
+        path_pop(c, pm);
+        free(prov);
+    }
+    path_pop(c, mark);
+    return rc;
+}
+
 static int parse_vkey(pctx_t *c, const yaml_node_t *n)
 {
     static const char *const allowed[] = {
         "id",        "customer_id", "tenant_id", "budget", "rate_limit", "allowed_providers", "allowed_models",
-        "fallbacks", "metadata",    NULL};
+        "fallbacks", "metadata",    "provider_limits", NULL};
     ctl_doc_t *d = c->doc;
     int rc = check_map(c, n, allowed, "field");
     if (rc != 0)
@@ -1631,6 +1671,7 @@ static int parse_vkey(pctx_t *c, const yaml_node_t *n)
     if ((rc = req_id(c, n, has_t ? "tenant_id" : "customer_id", &k->tenant_id)) != 0 ||
         (rc = opt_budget(c, n, &k->quotas, &k->n_quotas, &k->budget_reset)) != 0 ||
         (rc = opt_rate_limit(c, n, &k->quotas, &k->n_quotas)) != 0 ||
+        (rc = opt_provider_limits(c, n, k)) != 0 ||
         (rc = opt_names(c, n, "allowed_providers", 1, &k->allowed_providers, &k->n_allowed_providers)) != 0 ||
         (rc = opt_names(c, n, "allowed_models", 0, &k->allowed_models, &k->n_allowed_models)) != 0 ||
         (rc = opt_metadata(c, n, &k->metadata_json)) != 0)

@@ -225,3 +225,34 @@ def test_controlplane_down_serves_leases_then_on_unavailable_and_catches_up(clus
     assert total[0] == stats["requests"], (total, stats)
     assert (total[1], total[2]) == (stats["prompt_tokens"], stats["completion_tokens"]), (total, stats)
     assert total[3] == total[0] * COST_NANO
+
+
+def test_key_provider_limit_counts_only_that_provider(base):
+    """A key x provider rate limit (provider_limits) stops requests to that
+    provider while the key's other providers keep answering."""
+    cluster = base
+    avoid_minute_end(12)
+    cluster.apply(f"""\
+providers:
+- name: other
+  kind: openai_compatible
+  base_url: http://127.0.0.1:{cluster.mock_port}/v1
+  keys:
+  - secret_env: MOCK_API_KEY
+""", name="other.yaml")
+    secret = cluster.apply("""\
+virtual_keys:
+- id: vk_pl
+  customer_id: acme_corp
+  allowed_providers: [openai, other]
+  provider_limits:
+    openai: {rate_limit: {requests_per_minute: 3}}
+""", name="pl.yaml")["vk_pl"]
+    dp = cluster.start_dataplane("dp0")
+    cluster.wait_ready(dp)
+    codes = [chat(dp.api_port, secret, model="openai/gpt-4o").status for _ in range(5)]
+    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429], codes
+    resp = chat(dp.api_port, secret, model="openai/gpt-4o")
+    assert resp.json()["error"]["code"] == "rate_limit_exceeded"
+    # the other provider is not limited by the openai quota
+    assert all(chat(dp.api_port, secret, model="other/gpt-4o").status == 200 for _ in range(5))

@@ -404,6 +404,41 @@ static void test_structure_rejections_name_the_path(void **state)
     expect_rejected(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
+static void test_provider_limits_scope_quotas_to_a_provider(void **state)
+{
+    ctl_doc_t d;
+    sl_err_t err = {0};
+    ctl_doc_init(&d);
+    assert_int_equal(add(&d, "pl.yaml",
+                         "virtual_keys:\n- id: vk_a\n  customer_id: acme\n"
+                         "  budget: {max_per_month_usd: 100}\n"
+                         "  provider_limits:\n"
+                         "    anthropic: {budget: {max_per_day_usd: 2.5}, rate_limit: {requests_per_minute: 10}}\n",
+                         &err),
+                     0);
+    const Sluice__Config__V1__VirtualKey *k = d.pb->virtual_keys[0];
+    assert_int_equal(k->n_quotas, 3);
+    assert_string_equal(k->quotas[0]->provider, "");
+    assert_int_equal(k->quotas[1]->metric, Q(COST_NANO));
+    assert_int_equal(k->quotas[1]->window, W(DAY));
+    assert_int_equal(k->quotas[1]->limit, INT64_C(2500000000));
+    assert_string_equal(k->quotas[1]->provider, "anthropic");
+    assert_int_equal(k->quotas[2]->metric, Q(REQUESTS));
+    assert_string_equal(k->quotas[2]->provider, "anthropic");
+    ctl_doc_free(&d);
+    static const bad_case_t cases[] = {
+        {KEY "  provider_limits: {Anthropic: {budget: {max_per_day_usd: 1}}}\n",
+         "virtual_keys[0].provider_limits.Anthropic: \"Anthropic\" is not a valid provider name"},
+        {KEY "  provider_limits: {anthropic: {}}\n",
+         "virtual_keys[0].provider_limits.anthropic: gives no budget or rate limit"},
+        {KEY "  provider_limits: {anthropic: {budgte: {}}}\n",
+         "virtual_keys[0].provider_limits.anthropic.budgte: unknown field"},
+        {KEY "  provider_limits: [anthropic]\n", "virtual_keys[0].provider_limits: expected a mapping"},
+    };
+    expect_rejected(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+
 static void test_secret_env_resolution(void **state)
 {
     static const bad_case_t cases[] = {
@@ -739,6 +774,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_seed_converts),
         cmocka_unit_test(test_on_unavailable_applies_to_its_section),
+        cmocka_unit_test(test_provider_limits_scope_quotas_to_a_provider),
         cmocka_unit_test(test_all_sections_convert),
         cmocka_unit_test(test_money_rejections_name_the_field),
         cmocka_unit_test(test_structure_rejections_name_the_path),
