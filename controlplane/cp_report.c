@@ -146,6 +146,29 @@ char *cp_report_entries_json(const cp_report_pb *r)
     return dump(a);
 }
 
+static char *circuits_json(const cp_report_pb *r)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < r->n_circuits; i++) {
+        const Sluice__Sync__V1__CircuitState *c = r->circuits[i];
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "provider", c->provider, "credential", c->credential,
+                                           "state", c->state));
+    }
+    return dump(a);
+}
+
+/* Circuit states of the reporting node for circuit_open alerts. A state
+ * reported later (an older report retried or replayed from a spool) never
+ * overwrites a newer one. Unknown states are ignored. */
+static const char CIRCUITS_SQL[] =
+    "INSERT INTO provider_health (node_id, provider, credential, state, reported_at)"
+    " SELECT $1, c.provider, c.credential, c.state, to_timestamp($3::bigint / 1000.0)"
+    " FROM jsonb_to_recordset($2::jsonb) AS c(provider text, credential text, state text)"
+    " WHERE c.state IN ('closed', 'open', 'half_open') AND c.provider <> ''"
+    " ON CONFLICT (node_id, provider, credential) DO UPDATE"
+    " SET state = EXCLUDED.state, reported_at = EXCLUDED.reported_at"
+    " WHERE provider_health.reported_at <= EXCLUDED.reported_at";
+
 static char *states_json(const cp_report_pb *r)
 {
     json_t *a = json_array();
@@ -679,6 +702,16 @@ int cp_report_apply(cp_db_t *db, const cp_report_pb *r, const cp_lease_cfg_t *cf
             goto fail;
         }
         PQclear(res);
+    }
+
+    if (r->n_circuits > 0) {
+        char *cj = circuits_json(r), tb[24];
+        int64_t sent = r->sent_unix_ms > 0 ? r->sent_unix_ms : (int64_t)(now_s() * 1000);
+        const char *hp[3] = {r->node_id, cj, cp_db_fmt_i64(sent, tb)};
+        rc = cj != NULL ? cp_db_exec(db, CIRCUITS_SQL, 3, hp, err) : SL_ENOMEM;
+        free(cj);
+        if (rc != 0)
+            goto fail;
     }
 
     if ((rc = compute_grants(db, r, v, n, err)) != 0 || (rc = record_grants(db, r, cfg, v, n, err)) != 0 ||

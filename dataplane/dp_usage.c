@@ -40,6 +40,7 @@
  * before the spool directory is loaded.
  */
 #include "dp_usage.h"
+#include "dp_breaker.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -520,6 +521,27 @@ static size_t agg_entries(const agg_t *a, Sluice__Sync__V1__UsageEntry *ev, Slui
     return j;
 }
 
+/* Circuit states for the report: every breaker that has opened since the
+ * process started (so a closing is reported too). Sync thread. */
+typedef struct circuits {
+    Sluice__Sync__V1__CircuitState *v;
+    Sluice__Sync__V1__CircuitState **p;
+    size_t n, cap;
+} circuits_t;
+
+static void add_circuit(void *ud, const dp_breaker_t *b, int state)
+{
+    circuits_t *c = ud;
+    if (atomic_load_explicit(&b->opened_total, memory_order_relaxed) == 0 || c->n == c->cap)
+        return;
+    Sluice__Sync__V1__CircuitState *s = &c->v[c->n];
+    sluice__sync__v1__circuit_state__init(s);
+    s->provider = (char *)b->provider;
+    s->credential = (char *)b->credential;
+    s->state = state == DP_BREAKER_OPEN ? "open" : state == DP_BREAKER_HALF_OPEN ? "half_open" : "closed";
+    c->p[c->n++] = s;
+}
+
 static int freeze(report_t *r)
 {
     if (r->msg != NULL)
@@ -528,6 +550,7 @@ static int freeze(report_t *r)
     Sluice__Sync__V1__UsageEntry *ev = calloc(n + 1, sizeof(*ev));
     Sluice__Sync__V1__UsageEntry **ep = calloc(n + 1, sizeof(*ep));
     uint8_t *buf = NULL;
+    circuits_t circ = {.cap = 256};
     int rc = SL_ENOMEM;
     if (ev == NULL || ep == NULL)
         goto out;
@@ -542,6 +565,13 @@ static int freeze(report_t *r)
     m.sent_unix_ms = unix_ms();
     if (R.lease_fill != NULL)
         R.lease_fill(&m, r->sealed_ms, R.draining && r->next == NULL, R.lease_ctx);
+    circ.v = calloc(circ.cap, sizeof(*circ.v));
+    circ.p = calloc(circ.cap, sizeof(*circ.p));
+    if (circ.v != NULL && circ.p != NULL) {
+        dp_breaker_each(add_circuit, &circ);
+        m.circuits = circ.p;
+        m.n_circuits = circ.n;
+    }
     size_t len = sluice__sync__v1__usage_report__get_packed_size(&m);
     if ((buf = malloc(len + 1)) == NULL)
         goto out;
@@ -573,6 +603,8 @@ out:
     free(buf);
     free(ev);
     free(ep);
+    free(circ.v);
+    free(circ.p);
     return rc;
 }
 

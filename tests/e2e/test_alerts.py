@@ -330,3 +330,46 @@ def test_two_controlplane_replicas_deliver_each_event_once(cluster, receiver, pb
     assert survivor.alive()
     rep.close()
     rep2.close()
+
+
+def test_circuit_open_fires_from_a_dataplane_breaker(cluster, receiver):
+    """A data plane reports its open circuit breakers with its usage reports;
+    the control plane records them in provider_health and the circuit_open
+    rule fires on them."""
+    dead = free_port()                                            # nothing listens here
+    text = f"""\
+providers:
+- name: dead
+  kind: openai_compatible
+  base_url: http://127.0.0.1:{dead}/v1
+  keys:
+  - {{id: main, secret_env: MOCK_API_KEY}}
+virtual_keys:
+- id: vk_circuit
+  customer_id: acme_corp
+  allowed_providers: [dead]
+alerts:
+  sinks:
+  - {{name: ops, kind: webhook, url: "{receiver.url('/hook')}", secret_env: ALERT_HMAC_SECRET}}
+  rules:
+  - {{name: dead-circuit, kind: circuit_open, scope: {{provider: dead}}, sinks: [ops]}}
+"""
+    env = {"MOCK_API_KEY": cluster.mock_key, "ALERT_HMAC_SECRET": HMAC_SECRET}
+    path = cluster._write("circuit.yaml", text)
+    secrets_path = cluster.path("circuit.secrets")
+    cluster.ctl("apply", "-f", path, "--secrets-out", secrets_path, env=env)
+    with open(secrets_path) as f:
+        secret = dict(line.split() for line in f if line.strip())["vk_circuit"]
+    dp = cluster.start_dataplane("dp-circuit")
+    cluster.wait_ready(dp)
+    for _ in range(3):                                            # 4 attempts each: the breaker opens after 5
+        body = {"model": "dead/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+        resp = http_request(dp.api_port, "POST", "/v1/chat/completions", body=body,
+                            headers={"Authorization": f"Bearer {secret}"})
+        assert resp.status in (502, 503), resp.body
+    wait_for(lambda: cluster.sql("SELECT state FROM provider_health WHERE provider = 'dead'").strip() == "open",
+             15, interval=0.1, what="the open circuit in provider_health")
+    wait_count(receiver, "/hook", 1)
+    event = bodies(receiver, "/hook")[0]
+    assert event["rule"] == "dead-circuit" and event["status"] == "firing", event
+    assert "dead" in event["summary"], event
