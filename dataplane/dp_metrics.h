@@ -46,8 +46,6 @@ typedef struct dp_metrics_worker {
     dp_hist_t request;                  /* whole request, client view */
     dp_hist_t overhead;                 /* time in the gateway (request minus upstream wait) */
     dp_hist_t upstream;                 /* upstream, connect to last byte */
-    _Atomic uint64_t tokens_input, tokens_cached_input, tokens_output;
-    _Atomic uint64_t cost_nano;
     _Atomic uint64_t unpriced;          /* served requests whose model has no price */
     _Atomic uint64_t upstream_errors;   /* connect failures, timeouts, broken streams */
     _Atomic uint64_t keepalive_reused;  /* upstream requests on a pooled connection */

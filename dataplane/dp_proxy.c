@@ -375,10 +375,6 @@ static void finalize(call_t *c)
         };
         if (c->hold.admit_unix != 0) /* a quota rejection used nothing */
             dp_usage_record(w->id, &rec);
-        dp_metric_add(&mt->tokens_input, (uint64_t)c->tokens.input);
-        dp_metric_add(&mt->tokens_cached_input, (uint64_t)c->tokens.cached_input);
-        dp_metric_add(&mt->tokens_output, (uint64_t)c->tokens.output);
-        dp_metric_add(&mt->cost_nano, (uint64_t)c->cost_nano);
         if (c->attempts > 0) {
             dp_mlabels_rec_t lr = {c->route.provider->name, c->route.price != NULL ? c->route.price->model : NULL,
                                    c->key->tenant_id, c->tokens.input, c->tokens.cached_input, c->tokens.output,
