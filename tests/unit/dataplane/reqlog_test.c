@@ -127,6 +127,20 @@ static void test_sampling_rate_and_errors(void **state)
     assert_true(dp_reqlog_sampled(UINT64_MAX, 0));
 }
 
+/* dp_reqlog_format's line is not NUL-terminated; the tests search it with
+ * string functions, so they get a terminated copy. */
+static size_t fmt(const dp_reqlog_rec_t *r, char **out)
+{
+    size_t n = dp_reqlog_format(r, out);
+    if (*out != NULL) {
+        char *t = realloc(*out, n + 1);
+        assert_non_null(t);
+        t[n] = '\0';
+        *out = t;
+    }
+    return n;
+}
+
 /* ---- line format ----------------------------------------------------------- */
 
 static void test_line_has_every_field_and_no_content(void **state)
@@ -134,7 +148,7 @@ static void test_line_has_every_field_and_no_content(void **state)
     assert_int_equal(dp_reqlog_init(1, 1.0), 0);
     dp_reqlog_rec_t r = base_rec();
     char *line = NULL;
-    size_t n = dp_reqlog_format(&r, &line);
+    size_t n = fmt(&r, &line);
     assert_true(n > 0);
     sl_json_tok_t *t = parse(line, n);
     char *s;
@@ -179,7 +193,7 @@ static void test_unauthenticated_request_has_nulls(void **state)
                          .error = "unknown_url",
                          .total_ns = 1000};
     char *line = NULL;
-    size_t n = dp_reqlog_format(&r, &line);
+    size_t n = fmt(&r, &line);
     sl_json_tok_t *t = parse(line, n);
     const char *nulls[] = {"key_id", "tenant_id", "model", "requested_provider", "provider", "served_model", "ttft_ms"};
     for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++)
@@ -199,7 +213,7 @@ static void test_hostile_strings_stay_one_json_line(void **state)
     memset(big, 'a', sizeof(big));
     r.path = h2o_iovec_init(big, sizeof(big));
     char *line = NULL;
-    size_t n = dp_reqlog_format(&r, &line);
+    size_t n = fmt(&r, &line);
     assert_null(memchr(line, '\n', n));
     sl_json_tok_t *t = parse(line, n); /* valid JSON, valid UTF-8 */
     char *s = str_field(line, t, "error");
@@ -218,7 +232,7 @@ static void test_sample_rate_is_written_when_sampling(void **state)
     assert_int_equal(dp_reqlog_init(1, 0.05), 0);
     dp_reqlog_rec_t r = base_rec();
     char *line = NULL;
-    dp_reqlog_format(&r, &line);
+    fmt(&r, &line);
     assert_non_null(strstr(line, ",\"sample_rate\":0.05"));
     free(line);
     assert_int_equal(dp_reqlog_init(1, 1.0), 0);
@@ -291,7 +305,7 @@ static void test_content_fields_when_opted_in(void **state)
     r.chat = &chat;
     r.capture = cap;
     char *line = NULL;
-    size_t n = dp_reqlog_format(&r, &line);
+    size_t n = fmt(&r, &line);
     sl_json_tok_t *t = parse(line, n);
     char *s = str_field(line, t, "prompt");
     assert_string_equal(s, "[{\"role\":\"user\",\"content\":\"secret plan\"}]");
