@@ -710,6 +710,7 @@ struct cp_alert {
     cp_db_t db;
     const cp_keys_t *keys;
     int64_t interval_ms;
+    int64_t resend_ms;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -738,7 +739,7 @@ static void *alert_main(void *arg)
 {
     cp_alert_t *al = arg;
     cp_alert_eval_t *ev = cp_alert_eval_new();
-    cp_alert_sender_t *snd = cp_alert_sender_new(CP_ALERT_HTTP_TIMEOUT_MS);
+    cp_alert_sender_t *snd = cp_alert_sender_new(CP_ALERT_HTTP_TIMEOUT_MS, al->resend_ms);
     int leader = 0, failing = 0, pid = 0;
     int64_t next_eval = 0;
     int64_t tick = al->interval_ms < CP_ALERT_TICK_MS ? al->interval_ms : CP_ALERT_TICK_MS;
@@ -776,6 +777,8 @@ static void *alert_main(void *arg)
             }
             if (rc == 0)
                 rc = cp_alert_deliver_once(snd, &al->db, al->keys, DELIVERIES_PER_TICK, NULL, &err);
+            if (rc == 0)
+                rc = cp_alert_refresh_once(snd, &al->db, al->keys, DELIVERIES_PER_TICK, NULL, &err);
         }
         if (rc != 0 && !failing)
             sl_warn("alert", "alert evaluation failed: %s", err.msg);
@@ -810,6 +813,7 @@ cp_alert_t *cp_alert_start(const cp_alert_cfg_t *cfg)
     cp_db_init(&a->db, cfg->database_url);
     a->keys = cfg->keys;
     a->interval_ms = cfg->interval_ms > 0 ? cfg->interval_ms : CP_ALERT_INTERVAL_MS_DEFAULT;
+    a->resend_ms = cfg->resend_ms;
     pthread_mutex_init(&a->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -4,7 +4,8 @@
  * delivering the outbox.
  *
  * Leadership: session-level pg_try_advisory_lock on the evaluator's own
- * connection. The replica holding it evaluates and delivers; the others
+ * connection. The replica holding it evaluates, delivers and re-sends firing
+ * alerts to Alertmanager (cp_alert_deliver.h); the others
  * retry every second and take over when the leader's session ends (process
  * exit, crash, lost connection). A leader that finds its connection was
  * replaced (libpq reconnect) knows the lock is gone and competes again.
@@ -55,6 +56,7 @@ typedef struct cp_alert_cfg {
     const char *database_url;
     const cp_keys_t *keys; /* borrowed; must outlive the evaluator */
     int64_t interval_ms;   /* evaluation period */
+    int64_t resend_ms;     /* Alertmanager resend interval (<= 0: CP_ALERT_RESEND_MS_DEFAULT) */
 } cp_alert_cfg_t;
 
 /* An evaluation context: caches the anomaly models of the current hour. */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <openssl/crypto.h>
@@ -22,9 +23,10 @@
 struct cp_alert_sender {
     CURL *curl;
     int64_t timeout_ms;
+    int64_t resend_ms;
 };
 
-cp_alert_sender_t *cp_alert_sender_new(int64_t timeout_ms)
+cp_alert_sender_t *cp_alert_sender_new(int64_t timeout_ms, int64_t resend_ms)
 {
     cp_alert_sender_t *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -33,6 +35,7 @@ cp_alert_sender_t *cp_alert_sender_new(int64_t timeout_ms)
     if (s->curl == NULL)
         abort();
     s->timeout_ms = timeout_ms;
+    s->resend_ms = resend_ms > 0 ? resend_ms : CP_ALERT_RESEND_MS_DEFAULT;
     return s;
 }
 
@@ -169,20 +172,21 @@ static int build(const cp_sink_pb *sink, const cp_alert_event_t *ev, sl_buf_t *u
     return rc;
 }
 
-/* One claimed delivery: send and record the outcome. */
-static int deliver(cp_alert_sender_t *s, cp_db_t *db, const cp_keys_t *keys, const head_t *h, int attempts,
-                   cp_arena_t *a, sl_err_t *err)
+/* Loads event id into *ev (strings in a). 1: loaded, 0: gone (deleted
+ * meanwhile, its deliveries with it), <0: the database failed (err set).
+ * *too_old: the event is past CP_ALERT_GIVE_UP_S. */
+static int load_event(cp_db_t *db, int64_t id, cp_arena_t *a, cp_alert_event_t *ev, int *too_old, sl_err_t *err)
 {
     char eid[24], giveup[24];
-    const char *ep[2] = {cp_db_fmt_i64(h->event_id, eid), cp_db_fmt_i64(CP_ALERT_GIVE_UP_S, giveup)};
+    const char *ep[2] = {cp_db_fmt_i64(id, eid), cp_db_fmt_i64(CP_ALERT_GIVE_UP_S, giveup)};
     PGresult *r = cp_db_query(db, EVENT_SQL, 2, ep, err);
     if (r == NULL)
-        return err->code;
+        return -1;
     if (PQntuples(r) != 1) {
         PQclear(r);
-        return 0; /* the event was deleted meanwhile (its delivery with it) */
+        return 0;
     }
-    cp_alert_event_t ev = {
+    *ev = (cp_alert_event_t){
         .uid = cp_arena_strdup(a, cp_db_str(r, 0, 0)),
         .rule = cp_arena_strdup(a, cp_db_str(r, 0, 1)),
         .rule_kind = cp_arena_strdup(a, cp_db_str(r, 0, 2)),
@@ -196,70 +200,99 @@ static int deliver(cp_alert_sender_t *s, cp_db_t *db, const cp_keys_t *keys, con
         .fired_unix = cp_db_i64(r, 0, 10),
         .created_unix = cp_db_i64(r, 0, 11),
     };
-    int too_old = cp_db_bool(r, 0, 12);
+    *too_old = cp_db_bool(r, 0, 12);
     PQclear(r);
+    return 1;
+}
 
-    char *names = cp_store_json_strings(&h->sink, 1);
+typedef struct sent {
+    int outcome; /* 1 delivered, -1 failed for good, 0 retry */
+    const char *why;
+    char errbuf[320];
+} sent_t;
+
+/* Sends ev to the sink named name. 0 with *out filled, or an SL_E* code
+ * when the database failed (err set). */
+static int send_event(cp_alert_sender_t *s, cp_db_t *db, const cp_keys_t *keys, const char *name,
+                      cp_alert_event_t *ev, cp_arena_t *a, sent_t *out, sl_err_t *err)
+{
+    char *names = cp_store_json_strings(&name, 1);
     cp_sink_pb **sinks = NULL;
     size_t nsinks = 0;
     int rc = cp_alert_store_sinks(db, names, keys, a, &sinks, &nsinks, err);
     free(names);
     if (rc != 0)
         return rc;
-
-    const char *why = NULL;
-    char errbuf[320];
-    int outcome = 0; /* 1 delivered, -1 failed for good, 0 retry */
-    long status = 0;
+    out->why = NULL;
     if (nsinks == 0) {
-        why = "the sink is not configured";
-        outcome = -1;
-    } else {
-        sl_buf_t url = {0}, body = {0}, resp = {0};
-        char sig[CP_ALERT_SIG_LEN];
-        int signed_ = 0;
-        if (build(sinks[0], &ev, &url, &body, sig, &signed_, &why) != 0) {
-            outcome = -1;
-        } else {
-            status = post(s, url.data, &body, signed_ ? sig : NULL, ev.uid, &resp, &why);
-            outcome = cp_alert_http_outcome(status);
-            if (status != 0 && outcome != 1) {
-                char tail[210];
-                tidy(&resp, tail, sizeof(tail));
-                snprintf(errbuf, sizeof(errbuf), "HTTP %ld%s%s", status, tail[0] ? ": " : "", tail);
-                why = errbuf;
-            }
-        }
-        if (url.data != NULL)
-            OPENSSL_cleanse(url.data, url.len); /* a Slack URL is a secret */
-        sl_buf_free(&url);
-        sl_buf_free(&body);
-        sl_buf_free(&resp);
-        OPENSSL_cleanse(sinks[0]->secret.data, sinks[0]->secret.len);
+        out->why = "the sink is not configured";
+        out->outcome = -1;
+        return 0;
     }
-    if (outcome == 0 && too_old)
-        outcome = -1;
+    /* Alertmanager ends an alert that is not sent again by its endsAt: a
+     * fire's lease is four resend intervals from now */
+    if (strcmp(sinks[0]->kind, "alertmanager") == 0 && strcmp(ev->kind, "fire") == 0)
+        ev->valid_until_unix = (int64_t)time(NULL) + (CP_ALERT_LEASE_RESENDS * s->resend_ms + 999) / 1000;
+    sl_buf_t url = {0}, body = {0}, resp = {0};
+    char sig[CP_ALERT_SIG_LEN];
+    int signed_ = 0;
+    if (build(sinks[0], ev, &url, &body, sig, &signed_, &out->why) != 0) {
+        out->outcome = -1;
+    } else {
+        long status = post(s, url.data, &body, signed_ ? sig : NULL, ev->uid, &resp, &out->why);
+        out->outcome = cp_alert_http_outcome(status);
+        if (status != 0 && out->outcome != 1) {
+            char tail[210];
+            tidy(&resp, tail, sizeof(tail));
+            snprintf(out->errbuf, sizeof(out->errbuf), "HTTP %ld%s%s", status, tail[0] ? ": " : "", tail);
+            out->why = out->errbuf;
+        }
+    }
+    if (url.data != NULL)
+        OPENSSL_cleanse(url.data, url.len); /* a Slack URL is a secret */
+    sl_buf_free(&url);
+    sl_buf_free(&body);
+    sl_buf_free(&resp);
+    OPENSSL_cleanse(sinks[0]->secret.data, sinks[0]->secret.len);
+    return 0;
+}
 
-    char delay[24];
-    const char *dp[4] = {eid, h->sink, NULL, why != NULL ? why : ""};
-    if (outcome == 1) {
+/* One claimed delivery: send and record the outcome. */
+static int deliver(cp_alert_sender_t *s, cp_db_t *db, const cp_keys_t *keys, const head_t *h, int attempts,
+                   cp_arena_t *a, sl_err_t *err)
+{
+    cp_alert_event_t ev;
+    int too_old = 0;
+    int got = load_event(db, h->event_id, a, &ev, &too_old, err);
+    if (got <= 0)
+        return got < 0 ? err->code : 0;
+    sent_t st;
+    int rc = send_event(s, db, keys, h->sink, &ev, a, &st, err);
+    if (rc != 0)
+        return rc;
+    if (st.outcome == 0 && too_old)
+        st.outcome = -1;
+
+    char eid[24], delay[24];
+    const char *dp[4] = {cp_db_fmt_i64(h->event_id, eid), h->sink, NULL, st.why != NULL ? st.why : ""};
+    if (st.outcome == 1) {
         dp[2] = "delivered";
         rc = cp_db_exec(db, DONE_SQL, 4, dp, err);
         cp_metrics_inc(CP_M_ALERT_DELIVERIES, 1);
         sl_info("alert", "delivered %s event %s of rule \"%s\" to sink \"%s\" (attempt %d)", ev.kind, ev.uid, ev.rule,
                 h->sink, attempts);
-    } else if (outcome < 0) {
+    } else if (st.outcome < 0) {
         dp[2] = "failed";
         rc = cp_db_exec(db, DONE_SQL, 4, dp, err);
         cp_metrics_inc(CP_M_ALERT_DELIVERIES_FAILED, 1);
         sl_error("alert", "gave up delivering %s event %s of rule \"%s\" to sink \"%s\" after %d attempt(s): %s",
-                 ev.kind, ev.uid, ev.rule, h->sink, attempts, why != NULL ? why : "failed");
+                 ev.kind, ev.uid, ev.rule, h->sink, attempts, st.why != NULL ? st.why : "failed");
     } else {
         dp[2] = cp_db_fmt_i64(cp_alert_backoff_ms(attempts), delay);
         rc = cp_db_exec(db, RETRY_SQL, 4, dp, err);
         cp_metrics_inc(CP_M_ALERT_DELIVERIES_FAILED, 1);
         sl_warn("alert", "delivering %s event %s to sink \"%s\" failed (attempt %d, retrying in %s ms): %s", ev.kind,
-                ev.uid, h->sink, attempts, delay, why != NULL ? why : "failed");
+                ev.uid, h->sink, attempts, delay, st.why != NULL ? st.why : "failed");
     }
     return rc;
 }
@@ -303,6 +336,71 @@ int cp_alert_deliver_once(cp_alert_sender_t *s, cp_db_t *db, const cp_keys_t *ke
         if (!progressed)
             break;
     }
+    if (sent != NULL)
+        *sent = n;
+    return rc;
+}
+
+/* Firing alerts whose fire reached an alertmanager sink the rule still
+ * names, and whose last send is a resend interval old. The newest event of
+ * the alert must be that fire: after a resolve nothing is re-sent. */
+static const char REFRESH_DUE_SQL[] =
+    "SELECT d.event_id, d.sink FROM alert_state s"
+    " JOIN alert_rules r ON r.name = s.rule"
+    " JOIN LATERAL (SELECT e.id, e.kind FROM alert_events e"
+    "   WHERE e.rule = s.rule AND e.scope = s.scope AND e.instance = s.instance ORDER BY e.id DESC LIMIT 1) e"
+    "   ON e.kind = 'fire'"
+    " JOIN alert_deliveries d ON d.event_id = e.id AND d.status = 'delivered' AND d.sink = ANY (r.sinks)"
+    " JOIN alert_sinks k ON k.name = d.sink AND k.kind = 'alertmanager'"
+    " WHERE s.status = 'firing'"
+    "   AND coalesce(d.refreshed_at, d.delivered_at) <= now() - $1::bigint * interval '1 millisecond'"
+    " ORDER BY d.event_id, d.sink LIMIT 100";
+
+static const char REFRESH_CLAIM_SQL[] =
+    "UPDATE alert_deliveries SET refreshed_at = now() WHERE event_id = $1 AND sink = $2 AND status = 'delivered'"
+    " AND coalesce(refreshed_at, delivered_at) <= now() - $3::bigint * interval '1 millisecond' RETURNING 1";
+
+int cp_alert_refresh_once(cp_alert_sender_t *s, cp_db_t *db, const cp_keys_t *keys, int max, int *sent, sl_err_t *err)
+{
+    char resend[24];
+    cp_db_fmt_i64(s->resend_ms, resend);
+    const char *rp[1] = {resend};
+    PGresult *r = cp_db_query(db, REFRESH_DUE_SQL, 1, rp, err);
+    if (r == NULL)
+        return err->code;
+    int n = 0, rc = 0, rows = PQntuples(r);
+    cp_arena_t *a = cp_arena_new();
+    for (int i = 0; i < rows && n < max && rc == 0; i++) {
+        head_t h = {cp_db_i64(r, i, 0), cp_arena_strdup(a, cp_db_str(r, i, 1))};
+        char eid[24];
+        const char *cp[3] = {cp_db_fmt_i64(h.event_id, eid), h.sink, resend};
+        PGresult *c = cp_db_query(db, REFRESH_CLAIM_SQL, 3, cp, err);
+        if (c == NULL) {
+            rc = err->code;
+            break;
+        }
+        int claimed = PQntuples(c) == 1;
+        PQclear(c);
+        if (!claimed)
+            continue;
+        n++;
+        cp_alert_event_t ev;
+        int too_old = 0, got = load_event(db, h.event_id, a, &ev, &too_old, err);
+        if (got <= 0) {
+            rc = got < 0 ? err->code : 0;
+            continue;
+        }
+        sent_t st;
+        rc = send_event(s, db, keys, h.sink, &ev, a, &st, err);
+        if (rc == 0 && st.outcome != 1) {
+            /* the next resend tries again; the alert's lease outlasts three misses */
+            cp_metrics_inc(CP_M_ALERT_DELIVERIES_FAILED, 1);
+            sl_warn("alert", "re-sending firing alert %s of rule \"%s\" to sink \"%s\" failed: %s", ev.uid, ev.rule,
+                    h.sink, st.why != NULL ? st.why : "failed");
+        }
+    }
+    cp_arena_free(a);
+    PQclear(r);
     if (sent != NULL)
         *sent = n;
     return rc;

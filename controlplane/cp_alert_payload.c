@@ -263,8 +263,13 @@ int cp_alert_payload_alertmanager(const cp_alert_event_t *ev, sl_buf_t *out)
     json_object_set_new(a, "labels", labels);
     json_object_set_new(a, "annotations", ann);
     json_object_set_new(a, "startsAt", json_string(fired));
-    if (!is_fire(ev))
+    if (!is_fire(ev)) {
         json_object_set_new(a, "endsAt", json_string(created));
+    } else if (ev->valid_until_unix > 0) {
+        char until[32];
+        cp_alert_time(ev->valid_until_unix, until);
+        json_object_set_new(a, "endsAt", json_string(until));
+    }
     free(desc);
     json_t *arr = json_array();
     json_array_append_new(arr, a);

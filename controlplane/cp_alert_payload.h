@@ -11,7 +11,8 @@
  *                 "component", "group", "class", "custom_details"}} (a resolve
  *                 carries no payload)
  *   alertmanager  POST <url>/api/v2/alerts: [{"labels", "annotations",
- *                 "startsAt", "endsAt" (resolve only)}]
+ *                 "startsAt", "endsAt"}]; a resolve ends at its resolution,
+ *                 a fire (sent again while it lasts) at valid_until_unix
  *
  * The generic event (the webhook body), keys in this order:
  *   {"id": uid, "source": "sluice", "event": "fire"|"resolve",
@@ -44,6 +45,7 @@ typedef struct cp_alert_event {
     const char *details_json; /* a JSON object ("" reads as {}) */
     int64_t fired_unix;       /* when the incident started */
     int64_t created_unix;     /* when this event was recorded (for a resolve: the resolution) */
+    int64_t valid_until_unix; /* alertmanager: a fire's endsAt, the end of its lease (0: none) */
 } cp_alert_event_t;
 
 /* Length of "sha256=" + 64 hex digits + NUL. */

@@ -26,6 +26,8 @@ static const struct flag flags[] = {
     {"master-key-file", "SLUICE_MASTER_KEY_FILE", OFF(master_key_file), 1, 1},
     {"node-token-file", "SLUICE_NODE_TOKEN_FILE", OFF(node_token_file), 1, 1},
     {"port-file", "SLUICE_PORT_FILE", OFF(port_file), 1, 0},
+    {"alert-interval", "SLUICE_ALERT_INTERVAL", OFF(alert_interval), 1, 0},
+    {"alert-resend-interval", "SLUICE_ALERT_RESEND_INTERVAL", OFF(alert_resend_interval), 1, 0},
 };
 #define NFLAGS (sizeof(flags) / sizeof(flags[0]))
 
@@ -41,6 +43,7 @@ const char *cp_config_usage(void)
            "           --admin-token-file F --master-key-file F --node-token-file F [--port-file F] [--workers N]\n"
            "           [--lease-ttl-ms MS (default 30000)] [--lease-reclaim-grace-ms MS (default 600000)]\n"
            "           [--alert-interval DURATION (default 60s; e.g. 500ms, 2s, 1m)]\n"
+           "           [--alert-resend-interval DURATION (default 60s: firing alerts posted to Alertmanager again)]\n"
            "every flag may also be set with its SLUICE_* variable (SLUICE_DATABASE_URL, SLUICE_GRPC_LISTEN, ...)\n";
 }
 
@@ -51,6 +54,18 @@ static int parse_ms(const char *flag, const char *s, long long *out, sl_err_t *e
     if (*s == '\0' || *end != '\0' || v < 0)
         return sl_err_set(err, SL_EINVAL, "--%s must be a whole number of milliseconds, not \"%s\"", flag, s);
     *out = v;
+    return 0;
+}
+
+/* A duration flag's value into *out_ms; NULL leaves *out_ms as it is. */
+static int parse_duration(const char *flag, const char *s, long long *out_ms, sl_err_t *err)
+{
+    int64_t ms;
+    if (s == NULL)
+        return 0;
+    if (sl_duration_parse_ms(s, strlen(s), &ms) != 0 || ms <= 0)
+        return sl_err_set(err, SL_EINVAL, "--%s must be a duration such as 500ms, 2s or 1m, not \"%.64s\"", flag, s);
+    *out_ms = ms;
     return 0;
 }
 
@@ -71,6 +86,7 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
     cfg->lease_ttl_ms = CP_LEASE_TTL_MS_DEFAULT;
     cfg->lease_grace_ms = CP_LEASE_GRACE_MS_DEFAULT;
     cfg->alert_interval_ms = 60000;
+    cfg->alert_resend_ms = 60000;
     if (argc < 2)
         return sl_err_set(err, SL_EINVAL, "no command given");
     const char *cmd = argv[1];
@@ -87,7 +103,6 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
 
     const char *workers = getenv("SLUICE_WORKERS");
     const char *ttl = getenv("SLUICE_LEASE_TTL_MS"), *grace = getenv("SLUICE_LEASE_RECLAIM_GRACE_MS");
-    const char *alert_interval = getenv("SLUICE_ALERT_INTERVAL");
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -110,10 +125,6 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
             ttl = val;
             continue;
         }
-        if (cfg->command == CP_CMD_SERVE && nlen == 14 && strncmp(name, "alert-interval", 14) == 0) {
-            alert_interval = val;
-            continue;
-        }
         if (cfg->command == CP_CMD_SERVE && nlen == 22 && strncmp(name, "lease-reclaim-grace-ms", 22) == 0) {
             grace = val;
             continue;
@@ -133,14 +144,6 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
             (grace != NULL && *grace != '\0' &&
              parse_ms("lease-reclaim-grace-ms", grace, &cfg->lease_grace_ms, err) != 0))
             return SL_EINVAL;
-        int64_t ai;
-        if (alert_interval != NULL && *alert_interval != '\0') {
-            if (sl_duration_parse_ms(alert_interval, strlen(alert_interval), &ai) != 0)
-                return sl_err_set(err, SL_EINVAL,
-                                  "--alert-interval must be a duration such as 500ms, 2s or 1m, not \"%.64s\"",
-                                  alert_interval);
-            cfg->alert_interval_ms = ai;
-        }
         cp_lease_cfg_t lc = {cfg->lease_ttl_ms, cfg->lease_grace_ms};
         if (cp_lease_cfg_validate(&lc, err) != 0)
             return SL_EINVAL;
@@ -156,5 +159,9 @@ int cp_config_parse(int argc, char **argv, cp_config_t *cfg, sl_err_t *err)
         if (*p != NULL && **p == '\0')
             *p = NULL;
     }
+    if (cfg->command == CP_CMD_SERVE &&
+        (parse_duration("alert-interval", cfg->alert_interval, &cfg->alert_interval_ms, err) != 0 ||
+         parse_duration("alert-resend-interval", cfg->alert_resend_interval, &cfg->alert_resend_ms, err) != 0))
+        return SL_EINVAL;
     return 0;
 }

@@ -6,6 +6,7 @@
  *       --http-listen HOST:PORT --admin-token-file F --master-key-file F
  *       --node-token-file F [--port-file F] [--workers N]
  *       [--lease-ttl-ms MS] [--lease-reclaim-grace-ms MS] [--alert-interval DURATION]
+ *       [--alert-resend-interval DURATION]
  *
  * Every flag may come from its SLUICE_* variable instead; a flag wins. The
  * parsed strings point into argv or the environment (not copied).
@@ -29,7 +30,10 @@ typedef struct cp_config {
     int workers;            /* unary handler threads, each with a database connection */
     long long lease_ttl_ms;    /* quota lease lifetime without renewal */
     long long lease_grace_ms;  /* after expiry, before an unrenewed lease is reclaimed */
+    const char *alert_interval;        /* as given; parsed into alert_interval_ms */
+    const char *alert_resend_interval; /* as given; parsed into alert_resend_ms */
     long long alert_interval_ms; /* alert evaluation period (--alert-interval, e.g. "60s") */
+    long long alert_resend_ms;   /* firing alerts re-posted to Alertmanager this often */
 } cp_config_t;
 
 /* Parses argv (argv[0] is the program). Returns 0 or SL_EINVAL with a

@@ -150,7 +150,7 @@ int cp_serve(const cp_config_t *cfg)
     if (rc == 0 && (httpd = sl_httpd_start(cfg->http_listen, on_http, app, &err)) == NULL)
         rc = err.code != 0 ? err.code : SL_EIO;
     cp_reclaim_t *reclaim = rc == 0 ? cp_reclaim_start(cfg->database_url, &app->lease) : NULL;
-    cp_alert_cfg_t acfg = {cfg->database_url, &app->keys, cfg->alert_interval_ms};
+    cp_alert_cfg_t acfg = {cfg->database_url, &app->keys, cfg->alert_interval_ms, cfg->alert_resend_ms};
     cp_alert_t *alerts = rc == 0 ? cp_alert_start(&acfg) : NULL;
     if (rc == 0 && cfg->port_file != NULL)
         rc = write_port_file(cfg->port_file, cp_rpc_port(rpc), sl_httpd_port(httpd), &err);

@@ -3,6 +3,7 @@ through the Sync Report RPC (or seeded into the ledger with SQL), events
 delivered by the control plane to a local receiver standing in for a
 webhook, Slack, PagerDuty and Alertmanager."""
 
+import calendar
 import hashlib
 import hmac
 import json
@@ -25,9 +26,13 @@ AM_PATH = "/am/api/v2/alerts"       # the sink's url + Alertmanager's API path
 
 
 @pytest.fixture
-def cluster(pg, tmp_path, monkeypatch):
-    """A cluster whose control planes evaluate alerts every second."""
+def cluster(pg, tmp_path, monkeypatch, request):
+    """A cluster whose control planes evaluate alerts every second (and,
+    parametrized indirectly, re-send firing alerts to Alertmanager at the
+    interval given)."""
     monkeypatch.setenv("SLUICE_ALERT_INTERVAL", "1s")
+    if getattr(request, "param", None):
+        monkeypatch.setenv("SLUICE_ALERT_RESEND_INTERVAL", request.param)
     c = Cluster(pg, str(tmp_path))
     try:
         yield c
@@ -96,6 +101,10 @@ class Reporter:
         self.channel.close()
 
 
+def iso_unix(text):
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def bodies(recv, path):
     return [json.loads(r["body"]) for r in recv.received(path)]
 
@@ -158,7 +167,8 @@ def test_budget_thresholds_deliver_one_event_per_sink_kind_with_documented_paylo
     assert p["source"] == "sluice" and p["severity"] == "info" and p["summary"] == first["summary"]
     assert p["custom_details"]["spend_usd"] == "55" and p["custom_details"]["event_id"] == first["id"]
 
-    # Alertmanager: an array of alerts; a firing alert has no endsAt
+    # Alertmanager: an array of alerts; a firing alert ends at its lease, four
+    # resend intervals (the default 60 s) after it was sent
     am = bodies(receiver, AM_PATH)
     assert isinstance(am[0], list) and len(am[0]) == 1
     a = am[0][0]
@@ -166,7 +176,8 @@ def test_budget_thresholds_deliver_one_event_per_sink_kind_with_documented_paylo
                            "rule_kind": "budget_threshold", "scope_kind": "virtual_key", "scope_id": "vk_acme_prod",
                            "period": f"month/{month}/0.5"}
     assert a["annotations"]["summary"] == first["summary"] and a["startsAt"] == first["fired_at"]
-    assert "endsAt" not in a
+    sent_at = receiver.received(AM_PATH)[0]["at"]
+    assert sent_at + 230 <= iso_unix(a["endsAt"]) <= sent_at + 250
 
     # the month rolls over (simulated): both thresholds resolve, once each
     cluster.sql("UPDATE alert_state SET period_end = now() - interval '1 second'")
@@ -208,6 +219,44 @@ def test_budget_thresholds_deliver_one_event_per_sink_kind_with_documented_paylo
     if shutil.which("promtool"):
         lint = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
         assert lint.returncode == 0, lint.stdout + lint.stderr
+    rep.close()
+
+
+@pytest.mark.parametrize("cluster", ["1s"], indirect=True)
+def test_alertmanager_gets_firing_alerts_again_until_they_resolve(cluster, receiver, pb):
+    """Alertmanager drops an alert that is not re-sent before its endsAt:
+    while firing it is posted every resend interval with a later endsAt;
+    the other sinks get it once; after the resolve nothing more is sent."""
+    apply(cluster, receiver, mock_provider_yaml(cluster.mock_port) + key_yaml(100) + alerts_yaml(receiver, sinks=("ops", "am")))
+    rep = Reporter(cluster, pb)
+    rep.spend(55)
+    wait_count(receiver, AM_PATH, 4, timeout=20)
+    posts = receiver.received(AM_PATH)
+    alerts = [json.loads(p["body"])[0] for p in posts]
+    assert len({json.dumps(a["labels"], sort_keys=True) for a in alerts}) == 1       # the same alert
+    assert {a["annotations"]["event_id"] for a in alerts} == {bodies(receiver, "/hook")[0]["id"]}
+    assert len({a["startsAt"] for a in alerts}) == 1
+    for p, a in zip(posts, alerts):                                  # each lease: four intervals past its send
+        assert p["at"] + 2 <= iso_unix(a["endsAt"]) <= p["at"] + 6
+    ends = [iso_unix(a["endsAt"]) for a in alerts]
+    assert ends == sorted(ends) and ends[-1] > ends[0]
+    gaps = [b["at"] - a["at"] for a, b in zip(posts, posts[1:])]
+    assert min(gaps) >= 0.5, gaps                                    # one post per interval, not more
+    assert len(receiver.received("/hook")) == 1                      # other sinks: once
+    rows = cluster.sql("SELECT sink, status, attempts, refreshed_at IS NOT NULL FROM alert_deliveries"
+                       " ORDER BY sink").split()
+    assert rows == ["am|delivered|1|t", "ops|delivered|1|f"]
+
+    # the period rolls over: the resolve is the last thing Alertmanager hears
+    cluster.sql("UPDATE alert_state SET period_end = now() - interval '1 second'")
+    wait_for(lambda: any("endsAt" in b[0] and iso_unix(b[0]["endsAt"]) <= time.time() + 1
+                         and b[0]["annotations"]["event_id"] != alerts[0]["annotations"]["event_id"]
+                         for b in bodies(receiver, AM_PATH)), 15, what="the resolve")
+    time.sleep(3)
+    after = bodies(receiver, AM_PATH)
+    last = after[-1][0]
+    assert last["annotations"]["event_id"] != alerts[0]["annotations"]["event_id"]   # the resolve event
+    assert last["startsAt"] == alerts[0]["startsAt"] and last["labels"] == alerts[0]["labels"]
     rep.close()
 
 

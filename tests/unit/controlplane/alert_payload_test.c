@@ -194,6 +194,20 @@ static void test_alertmanager_exact(void **state)
     sl_buf_free(&b);
 }
 
+static void test_alertmanager_fire_ends_at_its_lease(void **state)
+{
+    cp_alert_event_t e = fire_event();
+    e.valid_until_unix = e.created_unix + 240;
+    sl_buf_t b = {0};
+    assert_int_equal(cp_alert_payload_alertmanager(&e, &b), 0);
+    assert_non_null(strstr(b.data, "\"startsAt\":\"2026-03-01T12:00:00Z\",\"endsAt\":\"2026-03-01T12:04:00Z\"}]"));
+    /* only Alertmanager's payload has a lease */
+    b.len = 0;
+    assert_int_equal(cp_alert_payload_webhook(&e, &b), 0);
+    assert_null(strstr(b.data, "12:04:00Z"));
+    sl_buf_free(&b);
+}
+
 static void test_alertmanager_resolve_sets_ends_at_and_same_labels(void **state)
 {
     cp_alert_event_t f = fire_event(), r = resolve_event();
@@ -263,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_pagerduty_resolve_exact),
         cmocka_unit_test(test_pagerduty_summary_cut_at_1024),
         cmocka_unit_test(test_alertmanager_exact),
+        cmocka_unit_test(test_alertmanager_fire_ends_at_its_lease),
         cmocka_unit_test(test_alertmanager_resolve_sets_ends_at_and_same_labels),
         cmocka_unit_test(test_provider_scope_without_instance),
         cmocka_unit_test(test_endpoints),

@@ -13,7 +13,8 @@
 static void clear_env(void)
 {
     const char *v[] = {"SLUICE_DATABASE_URL", "SLUICE_GRPC_LISTEN", "SLUICE_HTTP_LISTEN", "SLUICE_ADMIN_TOKEN_FILE",
-                       "SLUICE_MASTER_KEY_FILE", "SLUICE_NODE_TOKEN_FILE", "SLUICE_PORT_FILE", "SLUICE_WORKERS"};
+                       "SLUICE_MASTER_KEY_FILE", "SLUICE_NODE_TOKEN_FILE", "SLUICE_PORT_FILE", "SLUICE_WORKERS",
+                       "SLUICE_ALERT_INTERVAL", "SLUICE_ALERT_RESEND_INTERVAL"};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
         unsetenv(v[i]);
 }
@@ -92,6 +93,29 @@ static void test_lease_flags(void **state)
     assert_int_equal(cp_config_parse(6, argv3, &c, &err), SL_EINVAL); /* serve only */
 }
 
+static void test_alert_durations(void **state)
+{
+    clear_env();
+    cp_config_t c;
+    sl_err_t err = {0};
+    char *argv[] = {"cp", "serve", "--database-url", "d", "--grpc-listen", "g", "--http-listen", "h",
+                    "--admin-token-file", "a", "--master-key-file", "m", "--node-token-file", "n",
+                    "--alert-resend-interval", "2s", NULL};
+    assert_int_equal(cp_config_parse(14, argv, &c, &err), 0);
+    assert_int_equal(c.alert_interval_ms, 60000); /* defaults */
+    assert_int_equal(c.alert_resend_ms, 60000);
+    setenv("SLUICE_ALERT_INTERVAL", "500ms", 1);
+    assert_int_equal(cp_config_parse(16, argv, &c, &err), 0);
+    assert_int_equal(c.alert_interval_ms, 500);
+    assert_int_equal(c.alert_resend_ms, 2000);
+    argv[15] = "soon";
+    assert_int_equal(cp_config_parse(16, argv, &c, &err), SL_EINVAL);
+    assert_string_equal(err.msg, "--alert-resend-interval must be a duration such as 500ms, 2s or 1m, not \"soon\"");
+    argv[15] = "0s";
+    assert_int_equal(cp_config_parse(16, argv, &c, &err), SL_EINVAL);
+    unsetenv("SLUICE_ALERT_INTERVAL");
+}
+
 static void test_bad_command(void **state)
 {
     cp_config_t c;
@@ -106,6 +130,7 @@ static void test_bad_command(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_migrate), cmocka_unit_test(test_serve_flags_and_env),
-                                       cmocka_unit_test(test_bad_command), cmocka_unit_test(test_lease_flags)};
+                                       cmocka_unit_test(test_bad_command), cmocka_unit_test(test_lease_flags),
+                                       cmocka_unit_test(test_alert_durations)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,11 @@
+-- 0005_alert_refresh.sql - Alertmanager wants firing alerts re-sent.
+--
+-- Alertmanager treats an alert that is not re-sent as resolved once its
+-- endsAt (or, without one, its resolve_timeout) has passed, so a client is
+-- expected to keep posting alerts that are still active. The leader re-sends
+-- a firing alert to each alertmanager sink its fire was delivered to, every
+-- resend interval, with endsAt = now + 4 x that interval; refreshed_at is the
+-- last of those re-sends (NULL: none since the delivery). A re-send is
+-- claimed by a conditional update of refreshed_at, so two evaluators never
+-- send the same one.
+ALTER TABLE alert_deliveries ADD COLUMN refreshed_at timestamptz;
