@@ -282,14 +282,15 @@ class Cluster:
             assert out.returncode == 0, f"sluicectl {' '.join(args)} failed ({out.returncode}):\n{out.stderr}"
         return out
 
-    def apply(self, yaml_text, name="config.yaml", extra_args=()):
-        """Applies a document; returns {key_id: secret} of keys it created."""
+    def apply(self, yaml_text, name="config.yaml", extra_args=(), env=None):
+        """Applies a document; returns {key_id: secret} of keys it created.
+        env: more variables for sluicectl (secrets named by *_env)."""
         path = self._write(name, yaml_text)
         secrets_path = self.path(name + ".secrets")
         if os.path.exists(secrets_path):
             os.unlink(secrets_path)
         out = self.ctl("apply", "-f", path, "--secrets-out", secrets_path, *extra_args,
-                       env={"MOCK_API_KEY": self.mock_key})
+                       env={"MOCK_API_KEY": self.mock_key, **(env or {})})
         created = {}
         if os.path.exists(secrets_path):
             with open(secrets_path) as f:

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from conftest import mock_provider_yaml
-from harness import Cluster, Receiver, free_port, http_request, wait_for
+from harness import Cluster, Receiver, chat, free_port, http_request, wait_for
 
 USD = 1_000_000_000
 HMAC_SECRET = "whsec-test-0123456789"
@@ -306,22 +306,29 @@ def seed_hourly_baseline(cluster, tenant, key, usd_per_hour, days):
                              date_trunc('hour', now()) - interval '1 hour', interval '1 hour') AS h""")
 
 
-def test_spend_spike_fires_spend_anomaly_and_resolves(cluster, receiver, pb):
+def test_spend_spike_through_the_mock_fires_spend_anomaly_and_resolves(cluster, receiver):
     # stay inside one clock hour: the spike must be judged as the current hour
     if 3600 - time.time() % 3600 < 40:
         time.sleep(3600 - time.time() % 3600 + 1)
-    apply(cluster, receiver, mock_provider_yaml(cluster.mock_port) + key_yaml(100000) + f"""\
+    # a model priced at 1 USD per output token: a runaway agent in miniature
+    priced = "- {provider: openai, model: gpt-4o-agent, input_usd_per_mtok: 0, output_usd_per_mtok: 1000000}\n"
+    secrets = cluster.apply(mock_provider_yaml(cluster.mock_port) + priced + key_yaml(100000) + f"""\
 alerts:
   sinks:
   - {{name: ops, kind: webhook, url: "{receiver.url('/hook')}", secret_env: ALERT_HMAC_SECRET}}
   rules:
   - {{name: runaway-spend, kind: spend_anomaly, scope: {{all_tenants: true}}, sensitivity: 3.0, min_hourly_usd: 5, sinks: [ops]}}
-""")
+""",
+        env={"ALERT_HMAC_SECRET": HMAC_SECRET})
     seed_hourly_baseline(cluster, "acme_corp", "vk_acme_prod", 10, 21)
+    dp = cluster.start_dataplane("dp-spike")
+    cluster.wait_ready(dp)
     time.sleep(2.5)
     assert receiver.received() == []                           # three weeks of normal spend: quiet
-    rep = Reporter(cluster, pb)
-    rep.spend(300)                                             # 300 USD in one hour against ~10 USD usually
+    # one request through the data plane to the mock: 300 output tokens, 300 USD
+    # in one hour against ~10 USD usually
+    resp = chat(dp.api_port, secrets["vk_acme_prod"], model="gpt-4o-agent", max_tokens=300)
+    assert resp.status == 200 and resp.json()["usage"]["completion_tokens"] == 300, resp.body
     wait_count(receiver, "/hook", 1)
     fired = bodies(receiver, "/hook")[0]
     assert fired["event"] == "fire" and fired["rule_kind"] == "spend_anomaly" and fired["severity"] == "warning"
@@ -339,7 +346,6 @@ alerts:
     assert resolved["fired_at"] == fired["fired_at"]
     state = cluster.sql("SELECT status FROM alert_state WHERE rule = 'runaway-spend'").split()
     assert state == ["resolved"]
-    rep.close()
 
 
 def test_two_controlplane_replicas_deliver_each_event_once(cluster, receiver, pb):
