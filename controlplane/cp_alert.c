@@ -37,6 +37,7 @@
 
 typedef struct model_entry {
     char *key;           /* rule "\n" scope */
+    uint64_t hash;
     int64_t hour_start;  /* the hour the model was prepared for */
     int64_t prepared_at; /* database time (unix s) it was prepared */
     int64_t sensitivity_micro, min_hourly_nano;
@@ -44,9 +45,11 @@ typedef struct model_entry {
     int seen;
 } model_entry_t;
 
+/* The models by key: an open-addressing table of entries that never move
+ * (callers hold pointers to them through a pass), rebuilt by the sweep. */
 struct cp_alert_eval {
-    model_entry_t *v;
-    size_t n, cap;
+    model_entry_t **slot;
+    size_t n, cap; /* cap: a power of two, at most half full */
 };
 
 cp_alert_eval_t *cp_alert_eval_new(void)
@@ -61,45 +64,89 @@ void cp_alert_eval_free(cp_alert_eval_t *e)
 {
     if (e == NULL)
         return;
-    for (size_t i = 0; i < e->n; i++)
-        free(e->v[i].key);
-    free(e->v);
+    for (size_t i = 0; i < e->cap; i++)
+        if (e->slot[i] != NULL) {
+            free(e->slot[i]->key);
+            free(e->slot[i]);
+        }
+    free(e->slot);
     free(e);
+}
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+static void model_place(model_entry_t **slot, size_t cap, model_entry_t *m)
+{
+    size_t i = m->hash & (cap - 1);
+    while (slot[i] != NULL)
+        i = (i + 1) & (cap - 1);
+    slot[i] = m;
+}
+
+/* Moves the entries into a table of cap slots. sweep: drops the entries
+ * no pass asked for since the last sweep and clears the marks of the rest. */
+static void model_rebuild(cp_alert_eval_t *e, size_t cap, int sweep)
+{
+    model_entry_t **slot = calloc(cap, sizeof(*slot));
+    if (slot == NULL)
+        abort();
+    size_t n = 0;
+    for (size_t i = 0; i < e->cap; i++) {
+        model_entry_t *m = e->slot[i];
+        if (m == NULL)
+            continue;
+        if (sweep && !m->seen) {
+            free(m->key);
+            free(m);
+            continue;
+        }
+        if (sweep)
+            m->seen = 0;
+        model_place(slot, cap, m);
+        n++;
+    }
+    free(e->slot);
+    e->slot = slot;
+    e->cap = cap;
+    e->n = n;
 }
 
 static model_entry_t *model_slot(cp_alert_eval_t *e, const char *key)
 {
-    for (size_t i = 0; i < e->n; i++)
-        if (strcmp(e->v[i].key, key) == 0)
-            return &e->v[i];
-    if (e->n == e->cap) {
-        e->cap = e->cap ? e->cap * 2 : 16;
-        e->v = realloc(e->v, e->cap * sizeof(*e->v));
-        if (e->v == NULL)
-            abort();
-    }
-    model_entry_t *m = &e->v[e->n++];
-    memset(m, 0, sizeof(*m));
+    uint64_t h = fnv1a(key);
+    for (size_t i = e->cap ? h & (e->cap - 1) : 0; e->cap && e->slot[i] != NULL; i = (i + 1) & (e->cap - 1))
+        if (e->slot[i]->hash == h && strcmp(e->slot[i]->key, key) == 0)
+            return e->slot[i];
+    if ((e->n + 1) * 2 > e->cap)
+        model_rebuild(e, e->cap ? e->cap * 2 : 16, 0);
+    model_entry_t *m = calloc(1, sizeof(*m));
+    if (m == NULL)
+        abort();
     m->key = strdup(key);
     if (m->key == NULL)
         abort();
+    m->hash = h;
     m->hour_start = -1;
+    model_place(e->slot, e->cap, m);
+    e->n++;
     return m;
 }
 
 /* Drops the models no scope asked for in the last pass. */
 static void model_sweep(cp_alert_eval_t *e)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < e->n; i++) {
-        if (!e->v[i].seen) {
-            free(e->v[i].key);
-            continue;
-        }
-        e->v[i].seen = 0;
-        e->v[o++] = e->v[i];
-    }
-    e->n = o;
+    size_t seen = 0, cap = 16;
+    for (size_t i = 0; i < e->cap; i++)
+        seen += e->slot[i] != NULL && e->slot[i]->seen;
+    while (cap < seen * 2)
+        cap *= 2;
+    model_rebuild(e, cap, 1);
 }
 
 /* ---- formatting ---------------------------------------------------------------------- */
@@ -430,127 +477,177 @@ static int eval_budget(rctx_t *c)
 
 /* ---- spend_anomaly -------------------------------------------------------------------------- */
 
-/* One tenant's or key's hourly series through cp_anomaly. by_key selects
- * the ledger column; tz is the tenant's time zone. */
-static int eval_anomaly_scope(rctx_t *c, cp_alert_eval_t *e, firing_set_t *f, int by_key, const char *id,
-                              const char *tz)
+/* The scopes of a spend_anomaly rule with their current hour, in one query:
+ * id, the hour's start (unix s, in the tenant's time zone), its hour of the
+ * week, the spend so far in it, and the database's clock. */
+#define ANOMALY_NOW_SQL(source, column)                                                                                \
+    "SELECT s.id, extract(epoch FROM s.cs)::bigint,"                                                                   \
+    " (extract(isodow FROM s.cs AT TIME ZONE s.tz)::int - 1) * 24 + extract(hour FROM s.cs AT TIME ZONE s.tz)::int,"  \
+    " (SELECT COALESCE(sum(u.cost_nano), 0)::bigint FROM usage_minute u WHERE u." column " = s.id"                    \
+    "   AND u.minute >= s.cs AND u.minute < s.cs + interval '1 hour'),"                                               \
+    " extract(epoch FROM now())::float8"                                                                               \
+    " FROM (SELECT q.id, q.tz, sluice_window_start('hour', q.tz, now()) AS cs FROM (" source ") q) s ORDER BY s.id"
+
+static const char ANOMALY_KEY_SQL[] =
+    ANOMALY_NOW_SQL("SELECT k.id, COALESCE(NULLIF(t.time_zone, ''), 'UTC') AS tz FROM virtual_keys k"
+                    " LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
+                    "key_id");
+static const char ANOMALY_TENANTS_SQL[] =
+    ANOMALY_NOW_SQL("SELECT id, COALESCE(NULLIF(time_zone, ''), 'UTC') AS tz FROM tenants WHERE ($1 = '' OR id = $1)",
+                    "tenant_id");
+
+/* Hourly spend of many scopes at once: $1 ids, $2 the start of each one's
+ * history (unix s), $3 its length in seconds. Rows: index into $1 (from 1),
+ * hour since the start, spend. */
+#define ANOMALY_HISTORY_SQL(column)                                                                                    \
+    "SELECT x.i, (extract(epoch FROM u.minute)::bigint - x.start) / 3600, sum(u.cost_nano)::bigint"                    \
+    " FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS x(id, start, i)"                                        \
+    " JOIN usage_minute u ON u." column " = x.id"                                                                      \
+    "  AND u.minute >= to_timestamp(x.start) AND u.minute < to_timestamp(x.start + $3::bigint)"                       \
+    " GROUP BY 1, 2 ORDER BY 1, 2"
+
+/* Scopes whose history is fetched in one query. */
+#define ANOMALY_BATCH 256
+
+typedef struct anomaly_scope {
+    const char *id;
+    const char *scope;
+    int64_t hour_start;
+    int64_t current; /* spend so far this hour */
+    int how;         /* hour of the week */
+    model_entry_t *m;
+} anomaly_scope_t;
+
+/* Whether sc's model must be prepared (again) before deciding. */
+static int model_stale(const rctx_t *c, const anomaly_scope_t *sc, double now)
 {
-    cp_arena_t *a = c->a;
-    const char *scope = cp_arena_printf(a, "%s/%s", by_key ? "virtual_key" : "tenant", id);
-    int firing = visit(f, scope);
-    const char *tp[1] = {tz};
-    PGresult *r = cp_db_query(c->db,
-                              "SELECT extract(epoch FROM cs)::bigint, extract(epoch FROM now())::float8,"
-                              " (extract(isodow FROM cs AT TIME ZONE $1)::int - 1) * 24"
-                              " + extract(hour FROM cs AT TIME ZONE $1)::int"
-                              " FROM (SELECT sluice_window_start('hour', $1, now()) AS cs) x",
-                              1, tp, c->err);
-    if (r == NULL)
-        return c->err->code;
-    int64_t cs = cp_db_i64(r, 0, 0);
-    double now = strtod(cp_db_str(r, 0, 1), NULL);
-    int how = (int)cp_db_i64(r, 0, 2);
-    PQclear(r);
+    const model_entry_t *m = sc->m;
+    return m->hour_start != sc->hour_start || !m->model.ready || now - (double)m->prepared_at >= MODEL_REFRESH_S ||
+           m->sensitivity_micro != c->r->sensitivity_micro || m->min_hourly_nano != c->r->min_hourly_nano;
+}
 
-    char csb[24], startb[24];
-    const char *cp[2] = {id, cp_db_fmt_i64(cs, csb)};
-    r = cp_db_query(c->db,
-                    by_key ? "SELECT COALESCE(sum(cost_nano), 0)::bigint FROM usage_minute WHERE key_id = $1"
-                             " AND minute >= to_timestamp($2::bigint) AND minute < to_timestamp($2::bigint + 3600)"
-                           : "SELECT COALESCE(sum(cost_nano), 0)::bigint FROM usage_minute WHERE tenant_id = $1"
-                             " AND minute >= to_timestamp($2::bigint) AND minute < to_timestamp($2::bigint + 3600)",
-                    2, cp, c->err);
-    if (r == NULL)
-        return c->err->code;
-    int64_t current = cp_db_i64(r, 0, 0);
-    PQclear(r);
+static void prepare_model(rctx_t *c, anomaly_scope_t *sc, int64_t *hist, double now)
+{
+    model_entry_t *m = sc->m;
+    long first = -1;
+    for (long h = 0; h < ANOMALY_HISTORY_HOURS && first < 0; h++)
+        if (hist[h] > 0)
+            first = h;
+    /* the series starts where the scope first spent: earlier hours are not
+     * zeros, they did not exist */
+    if (first < 0)
+        first = ANOMALY_HISTORY_HOURS;
+    cp_anomaly_params_t params;
+    cp_anomaly_params_default(&params);
+    if (c->r->sensitivity_micro > 0)
+        params.sensitivity = (double)c->r->sensitivity_micro / 1e6;
+    if (c->r->min_hourly_nano > 0)
+        params.min_hourly_nano = c->r->min_hourly_nano;
+    if (cp_anomaly_prepare(&params, hist + first, (size_t)(ANOMALY_HISTORY_HOURS - first), sc->how, &m->model) != 0) {
+        sl_warn("alert", "rule \"%s\": %s: %s", c->r->name, sc->scope, m->model.reason);
+        m->hour_start = -1;
+        return;
+    }
+    m->hour_start = sc->hour_start;
+    m->prepared_at = (int64_t)now;
+    m->sensitivity_micro = c->r->sensitivity_micro;
+    m->min_hourly_nano = c->r->min_hourly_nano;
+}
 
-    model_entry_t *m = model_slot(e, cp_arena_printf(a, "%s\n%s", c->r->name, scope));
-    m->seen = 1;
-    if (m->hour_start != cs || !m->model.ready || now - (double)m->prepared_at >= MODEL_REFRESH_S ||
-        m->sensitivity_micro != c->r->sensitivity_micro || m->min_hourly_nano != c->r->min_hourly_nano) {
-        int64_t start = cs - (int64_t)ANOMALY_HISTORY_HOURS * 3600;
-        const char *hp[3] = {id, cp_db_fmt_i64(start, startb), csb};
-        r = cp_db_query(c->db,
-                        by_key ? "SELECT (extract(epoch FROM minute)::bigint - $2::bigint) / 3600,"
-                                 " sum(cost_nano)::bigint FROM usage_minute WHERE key_id = $1"
-                                 " AND minute >= to_timestamp($2::bigint) AND minute < to_timestamp($3::bigint)"
-                                 " GROUP BY 1 ORDER BY 1"
-                               : "SELECT (extract(epoch FROM minute)::bigint - $2::bigint) / 3600,"
-                                 " sum(cost_nano)::bigint FROM usage_minute WHERE tenant_id = $1"
-                                 " AND minute >= to_timestamp($2::bigint) AND minute < to_timestamp($3::bigint)"
-                                 " GROUP BY 1 ORDER BY 1",
-                        3, hp, c->err);
+/* Prepares the models of the stale scopes among v[0..n), fetching their
+ * histories ANOMALY_BATCH at a time. */
+static int prepare_stale(rctx_t *c, anomaly_scope_t *v, size_t n, int by_key, double now)
+{
+    static const char by_key_sql[] = ANOMALY_HISTORY_SQL("key_id"), by_tenant_sql[] = ANOMALY_HISTORY_SQL("tenant_id");
+    anomaly_scope_t **batch = cp_arena_ptrs(c->a, ANOMALY_BATCH);
+    int64_t *hist = cp_arena_alloc(c->a, (size_t)ANOMALY_BATCH * ANOMALY_HISTORY_HOURS * sizeof(int64_t));
+    char span[24];
+    cp_db_fmt_i64((int64_t)ANOMALY_HISTORY_HOURS * 3600, span);
+    size_t i = 0;
+    while (i < n) {
+        size_t k = 0;
+        for (; i < n && k < ANOMALY_BATCH; i++)
+            if (model_stale(c, &v[i], now))
+                batch[k++] = &v[i];
+        if (k == 0)
+            break;
+        sl_buf_t ids = {0}, starts = {0};
+        sl_buf_puts(&ids, "{");
+        sl_buf_puts(&starts, "{");
+        for (size_t j = 0; j < k; j++) {
+            /* ids are [A-Za-z0-9_.:-] (a CHECK says so); quoted, so that an id
+             * such as NULL stays a string in the array literal */
+            sl_buf_printf(&ids, "%s\"%s\"", j ? "," : "", batch[j]->id);
+            sl_buf_printf(&starts, "%s%lld", j ? "," : "",
+                          (long long)(batch[j]->hour_start - (int64_t)ANOMALY_HISTORY_HOURS * 3600));
+        }
+        sl_buf_puts(&ids, "}");
+        sl_buf_puts(&starts, "}");
+        const char *p[3] = {ids.data, starts.data, span};
+        PGresult *r = cp_db_query(c->db, by_key ? by_key_sql : by_tenant_sql, 3, p, c->err);
+        sl_buf_free(&ids);
+        sl_buf_free(&starts);
         if (r == NULL)
             return c->err->code;
-        int64_t *hist = cp_arena_alloc(a, ANOMALY_HISTORY_HOURS * sizeof(int64_t));
-        long first = -1;
-        for (int i = 0; i < PQntuples(r); i++) {
-            int64_t h = cp_db_i64(r, i, 0);
-            if (h < 0 || h >= ANOMALY_HISTORY_HOURS)
-                continue;
-            hist[h] = cp_db_i64(r, i, 1);
-            if (first < 0 && hist[h] > 0)
-                first = (long)h;
+        memset(hist, 0, k * ANOMALY_HISTORY_HOURS * sizeof(int64_t));
+        for (int row = 0; row < PQntuples(r); row++) {
+            int64_t j = cp_db_i64(r, row, 0) - 1, h = cp_db_i64(r, row, 1);
+            if (j >= 0 && (size_t)j < k && h >= 0 && h < ANOMALY_HISTORY_HOURS)
+                hist[j * ANOMALY_HISTORY_HOURS + h] = cp_db_i64(r, row, 2);
         }
         PQclear(r);
-        /* the series starts where the scope first spent: earlier hours are
-         * not zeros, they did not exist */
-        if (first < 0)
-            first = ANOMALY_HISTORY_HOURS;
-        cp_anomaly_params_t params;
-        cp_anomaly_params_default(&params);
-        if (c->r->sensitivity_micro > 0)
-            params.sensitivity = (double)c->r->sensitivity_micro / 1e6;
-        if (c->r->min_hourly_nano > 0)
-            params.min_hourly_nano = c->r->min_hourly_nano;
-        if (cp_anomaly_prepare(&params, hist + first, (size_t)(ANOMALY_HISTORY_HOURS - first), how, &m->model) != 0) {
-            sl_warn("alert", "rule \"%s\": %s: %s", c->r->name, scope, m->model.reason);
-            m->hour_start = -1;
-            return 0;
-        }
-        m->hour_start = cs;
-        m->prepared_at = (int64_t)now;
-        m->sensitivity_micro = c->r->sensitivity_micro;
-        m->min_hourly_nano = c->r->min_hourly_nano;
+        for (size_t j = 0; j < k; j++)
+            prepare_model(c, batch[j], hist + j * ANOMALY_HISTORY_HOURS, now);
     }
+    return 0;
+}
 
-    double frac = (now - (double)cs) / 3600.0;
+/* Decides on one scope whose model is ready; fires, resolves or touches. */
+static int decide_scope(rctx_t *c, firing_set_t *f, const anomaly_scope_t *sc, double now)
+{
+    cp_arena_t *a = c->a;
+    int firing = visit(f, sc->scope);
+    if (sc->m->hour_start != sc->hour_start)
+        return 0; /* no model (insufficient history): keep the state as it is */
+    double frac = (now - (double)sc->hour_start) / 3600.0;
     if (frac < 1.0 / 3600)
         frac = 1.0 / 3600;
     if (frac > 1)
         frac = 1;
     cp_anomaly_result_t res;
-    if (cp_anomaly_decide(&m->model, current, frac, firing, &res) != 0)
+    if (cp_anomaly_decide(&sc->m->model, sc->current, frac, firing, &res) != 0)
         return 0;
     static const char *const basis[] = {"none", "current_hour", "last_hour", "sustained"};
     json_t *v = json_object();
-    json_object_set_new(v, "current_hour_usd", json_string(usd_exact(a, current)));
+    json_object_set_new(v, "current_hour_usd", json_string(usd_exact(a, sc->current)));
     json_object_set_new(v, "observed_usd", json_string(usd_exact(a, res.observed_nano)));
     json_object_set_new(v, "expected_usd", json_string(usd_exact(a, res.expected_nano)));
     json_object_set_new(v, "scale_usd", json_string(usd_exact(a, res.scale_nano)));
     json_object_set_new(v, "score", json_real(res.score));
     json_object_set_new(v, "basis", json_string(basis[res.basis < 4 ? res.basis : 0]));
     json_object_set_new(v, "history_weeks", json_integer(res.history_weeks));
-    json_object_set_new(v, "hour_start", json_string(iso(a, cs)));
+    json_object_set_new(v, "hour_start", json_string(iso(a, sc->hour_start)));
     json_object_set_new(v, "reason", json_string(res.reason));
     const char *values = dumps(a, v);
-    const char *who = scope_human(a, scope);
+    const char *who = scope_human(a, sc->scope);
     if (res.action == CP_ANOMALY_FIRE) {
         const char *sev = c->r->severity[0] ? c->r->severity : cp_alert_default_severity(c->r->kind, 0);
         const char *summary =
             cp_arena_printf(a, "%s: spend of %s USD is far above the usual %s USD (score %.1f): %s", who,
                             usd2(a, res.observed_nano), usd2(a, res.expected_nano), res.score, res.reason);
-        return fire(c, scope, "", sev, summary, values, 0, 1);
+        return fire(c, sc->scope, "", sev, summary, values, 0, 1);
     }
     if (res.action == CP_ANOMALY_RESOLVE)
-        return resolve(c, scope, "",
+        return resolve(c, sc->scope, "",
                        cp_arena_printf(a, "%s: spend is back to normal (%s USD against the usual %s USD): %s", who,
                                        usd2(a, res.observed_nano), usd2(a, res.expected_nano), res.reason),
                        values);
-    return firing ? touch(c, scope, values) : 0;
+    return firing ? touch(c, sc->scope, values) : 0;
 }
 
+/* Every scope of the rule (one key, one tenant or all tenants): the current
+ * hours and their spend in one query, the histories of stale models in
+ * batches, then a decision per scope. */
 static int eval_anomaly(rctx_t *c, cp_alert_eval_t *e)
 {
     const cp_scope_pb *s = c->r->scope;
@@ -558,27 +655,28 @@ static int eval_anomaly(rctx_t *c, cp_alert_eval_t *e)
     int rc = load_firing(c, &f);
     if (rc != 0)
         return rc;
-    PGresult *r;
     int by_key = s->virtual_key[0] != '\0';
-    if (by_key) {
-        const char *p[1] = {s->virtual_key};
-        r = cp_db_query(c->db,
-                        "SELECT k.id, COALESCE(NULLIF(t.time_zone, ''), 'UTC') FROM virtual_keys k"
-                        " LEFT JOIN tenants t ON t.id = k.tenant_id WHERE k.id = $1",
-                        1, p, c->err);
-    } else {
-        const char *p[1] = {s->tenant};
-        r = cp_db_query(c->db,
-                        "SELECT id, COALESCE(NULLIF(time_zone, ''), 'UTC') FROM tenants"
-                        " WHERE ($1 = '' OR id = $1) ORDER BY id",
-                        1, p, c->err);
-    }
+    const char *p[1] = {by_key ? s->virtual_key : s->tenant};
+    PGresult *r = cp_db_query(c->db, by_key ? ANOMALY_KEY_SQL : ANOMALY_TENANTS_SQL, 1, p, c->err);
     if (r == NULL)
         return c->err->code;
-    for (int i = 0; i < PQntuples(r) && rc == 0; i++)
-        rc = eval_anomaly_scope(c, e, &f, by_key, cp_arena_strdup(c->a, cp_db_str(r, i, 0)),
-                                cp_arena_strdup(c->a, cp_db_str(r, i, 1)));
+    size_t n = (size_t)PQntuples(r);
+    anomaly_scope_t *v = cp_arena_alloc(c->a, (n > 0 ? n : 1) * sizeof(*v));
+    double now = n > 0 ? strtod(cp_db_str(r, 0, 4), NULL) : 0;
+    for (size_t i = 0; i < n; i++) {
+        anomaly_scope_t *sc = &v[i];
+        sc->id = cp_arena_strdup(c->a, cp_db_str(r, (int)i, 0));
+        sc->scope = cp_arena_printf(c->a, "%s/%s", by_key ? "virtual_key" : "tenant", sc->id);
+        sc->hour_start = cp_db_i64(r, (int)i, 1);
+        sc->how = (int)cp_db_i64(r, (int)i, 2);
+        sc->current = cp_db_i64(r, (int)i, 3);
+        sc->m = model_slot(e, cp_arena_printf(c->a, "%s\n%s", c->r->name, sc->scope));
+        sc->m->seen = 1;
+    }
     PQclear(r);
+    rc = prepare_stale(c, v, n, by_key, now);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = decide_scope(c, &f, &v[i], now);
     return rc == 0 ? resolve_unvisited(c, &f) : rc;
 }
 

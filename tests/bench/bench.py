@@ -16,6 +16,10 @@ Sections (all by default; --only picks some):
   reports    the control plane's report-apply rate: concurrent fake nodes send
              Sync.Report with N usage entries each; usage rows applied per
              second and report latency, keys without and with quotas.
+  alerts     a spend_anomaly rule over all tenants (--alert-tenants of them,
+             six weeks of hourly spend each in the ledger): the evaluation
+             pass that learns every tenant's baseline, then the passes that
+             only decide (sluice_controlplane_alert_evaluation_duration_seconds).
 
 Prints a table per section and writes every number as JSON (--out).
 """
@@ -39,9 +43,9 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 
-from harness import BUILD, REPO, Cluster, Postgres, binary, chat, http_request, wait_for  # noqa: E402
+from harness import BUILD, REPO, Cluster, Postgres, Receiver, binary, chat, http_request, wait_for  # noqa: E402
 
-SECTIONS = ("openai", "providers", "quota", "reports")
+SECTIONS = ("openai", "providers", "quota", "reports", "alerts")
 PROMPT = "Say hello to the benchmark in a few words"
 OUT_TOKENS = 64                       # output tokens (= content chunks) per provider request
 AWS_KEY_ID = "AKIAMOCKLLMTEST00001"   # the mock's default (test-only) Bedrock credentials
@@ -630,6 +634,63 @@ def section_reports(ctx, args):
             "ledger_rows": ledger_rows, "key_setup_s": setup_s}
 
 
+# ---- alerts: spend_anomaly over many tenants --------------------------------------------------------
+
+ALERT_EVAL = "sluice_controlplane_alert_evaluation_duration_seconds"
+
+
+def eval_passes(cluster):
+    text = metrics_text(cluster.cp_http_port)
+    return (sum(metric_values(text, ALERT_EVAL + "_count").values()),
+            sum(metric_values(text, ALERT_EVAL + "_sum").values()))
+
+
+def section_alerts(ctx, args):
+    cluster, n = ctx["cluster"], args.alert_tenants
+    t0 = time.monotonic()
+    cluster.apply("tenants:\n" + "".join(f"- {{id: at_{i:05d}}}\n" for i in range(n)), name="alert-tenants.yaml")
+    # six weeks of completed hours per tenant, with a daily cycle
+    cluster.sql("SELECT sluice_ensure_usage_partition(now() - interval '43 days')")
+    cluster.sql(f"""
+        INSERT INTO usage_minute (minute, tenant_id, key_id, provider, model, requests, cost_nano)
+        SELECT h, 'at_' || lpad(t::text, 5, '0'), 'atk_' || t, 'openai', 'gpt-4o', 10,
+               ((5 + t % 7) * 1000000000.0 * (1 + 0.4 * sin(extract(hour FROM h)::float8 * pi() / 12)))::bigint
+        FROM generate_series(0, {n - 1}) AS t,
+             generate_series(date_trunc('hour', now()) - interval '42 days',
+                             date_trunc('hour', now()) - interval '1 hour', interval '1 hour') AS h""")
+    cluster.sql("ANALYZE usage_minute")
+    rows = int(cluster.sql("SELECT count(*) FROM usage_minute WHERE tenant_id LIKE 'at\\_%'").strip())
+    setup_s = time.monotonic() - t0
+    recv = Receiver().start()
+    try:
+        before = eval_passes(cluster)
+        cluster.apply(f"""\
+alerts:
+  sinks:
+  - {{name: bench-hook, kind: webhook, url: "{recv.url('/hook')}"}}
+  rules:
+  - {{name: bench-anomaly, kind: spend_anomaly, scope: {{all_tenants: true}}, sinks: [bench-hook]}}
+""", name="alert-rule.yaml")
+        # the first pass with the rule learns every baseline; passes before the
+        # apply (no rule) are nearly free, so wait until states are evaluated
+        wait_for(lambda: eval_passes(cluster)[0] >= before[0] + 2, 600, interval=0.2, what="the first passes")
+        first = eval_passes(cluster)
+        passes = max(3, args.duration)
+        wait_for(lambda: eval_passes(cluster)[0] >= first[0] + passes, 600, interval=0.2, what="steady passes")
+        steady = eval_passes(cluster)
+        fired = len(recv.received("/hook"))
+    finally:
+        recv.stop()
+    cold_s = first[1] - before[1]
+    steady_ms = (steady[1] - first[1]) / (steady[0] - first[0]) * 1e3
+    print(f"\n== alerts: spend_anomaly over all tenants, {n} tenants x 6 weeks of hourly spend ({rows} ledger rows, "
+          f"setup {setup_s:.0f}s)")
+    print(f"first passes (learning every baseline): {cold_s:.2f}s; steady pass: {steady_ms:.1f} ms "
+          f"({steady_ms * 1e3 / n:.0f} us per tenant); events fired: {fired} (expected 0: nothing is anomalous)")
+    return {"tenants": n, "ledger_rows": rows, "cold_passes_s": cold_s, "steady_pass_ms": steady_ms,
+            "events_fired": fired}
+
+
 # ---- main -----------------------------------------------------------------------------------------
 
 def parse_only(values):
@@ -656,6 +717,7 @@ def main():
     ap.add_argument("--report-entries", default="100,1000",
                     help="usage entries per report in the reports section (comma-separated)")
     ap.add_argument("--report-senders", type=int, default=4, help="concurrent fake nodes in the reports section")
+    ap.add_argument("--alert-tenants", type=int, default=1000, help="tenants in the alerts section")
     args = ap.parse_args()
     try:
         sections = parse_only(args.only)
@@ -672,6 +734,8 @@ def main():
     cluster = None
     results = {}
     ctx = {"work": work}
+    if "alerts" in sections:
+        os.environ["SLUICE_ALERT_INTERVAL"] = "1s"       # the control plane evaluates every second
     try:
         cluster = Cluster(pg, work)
         ctx["cluster"] = cluster
@@ -708,7 +772,7 @@ def main():
            "elapsed_s": time.monotonic() - began}
     if "openai" in results:
         doc["results"] = results["openai"]          # the original table, under its original name
-    for name in ("providers", "quota", "reports"):
+    for name in ("providers", "quota", "reports", "alerts"):
         if name in results:
             doc[name] = results[name]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

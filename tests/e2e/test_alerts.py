@@ -294,16 +294,18 @@ def test_receiver_down_at_first_gets_events_later_none_lost_none_doubled(cluster
         rep.close()
 
 
-def seed_hourly_baseline(cluster, tenant, key, usd_per_hour, days):
+def seed_hourly_baseline(cluster, tenants, usd_per_hour, days):
     """Completed hours of the last `days` days with a daily cycle (never the
-    current hour), straight into the ledger."""
+    current hour), straight into the ledger, for each tenant (key vk_<tenant>)."""
     cluster.sql(f"SELECT sluice_ensure_usage_partition(now() - interval '{days + 1} days')")
+    names = ",".join(f"'{t}'" for t in tenants)
     cluster.sql(f"""
         INSERT INTO usage_minute (minute, tenant_id, key_id, provider, model, requests, cost_nano)
-        SELECT h, '{tenant}', '{key}', 'openai', 'gpt-4o', 10,
+        SELECT h, t, 'vk_' || t, 'openai', 'gpt-4o', 10,
                ({usd_per_hour} * 1000000000.0 * (1 + 0.4 * sin(extract(hour FROM h)::float8 * pi() / 12)))::bigint
         FROM generate_series(date_trunc('hour', now()) - interval '{days} days',
-                             date_trunc('hour', now()) - interval '1 hour', interval '1 hour') AS h""")
+                             date_trunc('hour', now()) - interval '1 hour', interval '1 hour') AS h,
+             unnest(ARRAY[{names}]) AS t""")
 
 
 def test_spend_spike_through_the_mock_fires_spend_anomaly_and_resolves(cluster, receiver):
@@ -312,7 +314,12 @@ def test_spend_spike_through_the_mock_fires_spend_anomaly_and_resolves(cluster, 
         time.sleep(3600 - time.time() % 3600 + 1)
     # a model priced at 1 USD per output token: a runaway agent in miniature
     priced = "- {provider: openai, model: gpt-4o-agent, input_usd_per_mtok: 0, output_usd_per_mtok: 1000000}\n"
-    secrets = cluster.apply(mock_provider_yaml(cluster.mock_port) + priced + key_yaml(100000) + f"""\
+    # quiet tenants beside it: one half an hour off UTC, one named NULL, and
+    # enough others that the evaluator's model cache has to grow
+    quiet = ["beta", "NULL"] + [f"q{i:02d}" for i in range(30)]
+    tenants = "tenants:\n- {id: beta, time_zone: Asia/Kolkata}\n- {id: 'NULL'}\n" + "".join(
+        f"- {{id: {t}}}\n" for t in quiet[2:])
+    secrets = cluster.apply(mock_provider_yaml(cluster.mock_port) + priced + tenants + key_yaml(100000) + f"""\
 alerts:
   sinks:
   - {{name: ops, kind: webhook, url: "{receiver.url('/hook')}", secret_env: ALERT_HMAC_SECRET}}
@@ -320,7 +327,7 @@ alerts:
   - {{name: runaway-spend, kind: spend_anomaly, scope: {{all_tenants: true}}, sensitivity: 3.0, min_hourly_usd: 5, sinks: [ops]}}
 """,
         env={"ALERT_HMAC_SECRET": HMAC_SECRET})
-    seed_hourly_baseline(cluster, "acme_corp", "vk_acme_prod", 10, 21)
+    seed_hourly_baseline(cluster, ["acme_corp"] + quiet, 10, 21)
     dp = cluster.start_dataplane("dp-spike")
     cluster.wait_ready(dp)
     time.sleep(2.5)
@@ -336,16 +343,28 @@ alerts:
     assert fired["details"]["basis"] == "current_hour" and fired["details"]["observed_usd"] == "300"
     assert fired["details"]["score"] >= 3 and fired["details"]["history_weeks"] >= 2
     time.sleep(2)
-    assert len(receiver.received("/hook")) == 1                # firing: not sent again
+    assert len(receiver.received("/hook")) == 1                # firing: not sent again, the others quiet
+    evaluated = cluster.sql("SELECT scope, status FROM alert_state WHERE rule = 'runaway-spend'").split()
+    assert evaluated == ["tenant/acme_corp|firing"]
 
-    # the spike is withdrawn (as a correction would): the hour is normal again
-    cluster.sql("DELETE FROM usage_minute WHERE minute >= date_trunc('hour', now())")
-    wait_count(receiver, "/hook", 2)
-    resolved = bodies(receiver, "/hook")[1]
-    assert resolved["event"] == "resolve" and resolved["dedup_key"] == fired["dedup_key"]
+    # the other two tenants spike as well (straight into the ledger): each is
+    # judged on its own history and its own hour
+    for tenant in ("beta", "NULL"):
+        cluster.sql("INSERT INTO usage_minute (minute, tenant_id, key_id, provider, model, requests, cost_nano)"
+                    f" VALUES (date_trunc('minute', now()), '{tenant}', 'vk_{tenant}', 'openai', 'gpt-4o', 1,"
+                    f" {250 * USD})")
+    wait_count(receiver, "/hook", 3)
+    assert sorted(b["scope"]["id"] for b in bodies(receiver, "/hook")[1:]) == ["NULL", "beta"]
+
+    # the spikes are withdrawn (as a correction would): the hour is normal again
+    cluster.sql("DELETE FROM usage_minute WHERE minute >= now() - interval '1 hour' AND cost_nano >= 100000000000")
+    wait_count(receiver, "/hook", 6)
+    resolved = [b for b in bodies(receiver, "/hook")[3:] if b["scope"]["id"] == "acme_corp"][0]
+    assert all(b["event"] == "resolve" for b in bodies(receiver, "/hook")[3:])
+    assert resolved["dedup_key"] == fired["dedup_key"]
     assert resolved["fired_at"] == fired["fired_at"]
     state = cluster.sql("SELECT status FROM alert_state WHERE rule = 'runaway-spend'").split()
-    assert state == ["resolved"]
+    assert state == ["resolved"] * 3
 
 
 def test_two_controlplane_replicas_deliver_each_event_once(cluster, receiver, pb):
