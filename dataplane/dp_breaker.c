@@ -99,7 +99,23 @@ void dp_breaker_reset(dp_breaker_t *b)
     atomic_store_explicit(&b->window_ok, 0, memory_order_relaxed);
     atomic_store_explicit(&b->window_fail, 0, memory_order_relaxed);
     atomic_store_explicit(&b->until_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->throttled_until_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&b->state, DP_BREAKER_CLOSED, memory_order_release);
+}
+
+void dp_breaker_throttle(dp_breaker_t *b, int64_t until_ms)
+{
+    int64_t cur = atomic_load_explicit(&b->throttled_until_ms, memory_order_relaxed);
+    while (cur < until_ms &&
+           !atomic_compare_exchange_weak_explicit(&b->throttled_until_ms, &cur, until_ms, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+int64_t dp_breaker_throttled_until(dp_breaker_t *b, int64_t now_ms)
+{
+    int64_t until = atomic_load_explicit(&b->throttled_until_ms, memory_order_relaxed);
+    return until > now_ms ? until : 0;
 }
 
 dp_breaker_t *dp_breaker_get(const dp_provider_t *p, const dp_credential_t *cred)

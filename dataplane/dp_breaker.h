@@ -20,6 +20,12 @@
  * (401/403) opens it at once for `auth_cooldown_ms`: the credential is bad
  * until someone fixes it, and its probe after that time tells.
  *
+ * Apart from its state, a credential can be throttled: the provider
+ * answered 429 (or 503) with Retry-After, so every worker leaves it alone
+ * until then. A 429 that says when it ends is not counted as a failure:
+ * the limit is the provider's, not a broken credential (a 503 with
+ * Retry-After throttles and counts).
+ *
  * Lock-free: transitions are compare-and-swap on the state word, so
  * concurrent workers agree on a single probe; counters are atomic adds.
  * No allocation after dp_breaker_init_table(). Any thread.
@@ -59,6 +65,7 @@ typedef struct dp_breaker {
     _Atomic int64_t window_start_ms;
     _Atomic uint32_t window_ok, window_fail;
     _Atomic uint64_t opened_total; /* times it opened (for tests and metrics) */
+    _Atomic int64_t throttled_until_ms; /* the provider's Retry-After ends then (0: not throttled) */
 } dp_breaker_t;
 
 enum { DP_BREAKER_CLOSED = 0, DP_BREAKER_OPEN = 1, DP_BREAKER_HALF_OPEN = 2 };
@@ -103,6 +110,14 @@ int dp_breaker_available(dp_breaker_t *b, int64_t now_ms);
  * that secret only; NULL keeps the one it has). */
 void dp_breaker_record(dp_breaker_t *b, const dp_breaker_cfg_t *cfg, int outcome, int probe, int64_t now_ms,
                        const dp_credential_t *cred);
+
+/* The provider asked that the credential be left alone until until_ms
+ * (monotonic, dp_breaker_now_ms()); a later end than the one set wins. */
+void dp_breaker_throttle(dp_breaker_t *b, int64_t until_ms);
+
+/* The end of the credential's throttling if it is throttled at now_ms,
+ * else 0. */
+int64_t dp_breaker_throttled_until(dp_breaker_t *b, int64_t now_ms);
 
 /* The state as seen now (an open breaker whose cooldown ended reads as
  * half-open: the next request probes). */

@@ -125,6 +125,7 @@ typedef struct call {
     int attempts;                /* upstream requests sent (pooled-socket resends excluded) */
     int64_t deadline_ms;         /* no attempt starts after this */
     int64_t backoff_until_ms;
+    int64_t throttled_min_ms;    /* earliest end of a provider's Retry-After among credentials passed over (0: none) */
     const dp_credential_t *cred;
     int cred_index;
     dp_breaker_t *breaker;
@@ -169,7 +170,10 @@ typedef struct call {
     unsigned routed : 1, streaming : 1, started : 1, send_inflight : 1, upstream_done : 1, saw_done : 1,
         stopped : 1, accounted : 1, reused : 1, connecting : 1, broken : 1, final_sent : 1, linked : 1,
         xlate : 1, include_usage : 1, committed : 1, saw_content : 1, error_relayed : 1, probe : 1,
-        head_seen : 1, answered_upstream : 1, stay : 1, chose : 1, client_connected : 1;
+        head_seen : 1, answered_upstream : 1, stay : 1, chose : 1, client_connected : 1,
+        throttled : 1,       /* this attempt's answer throttled its credential (Retry-After) */
+        rechoose : 1,        /* the backoff timer chooses again (it waited for a throttled credential) */
+        waited_throttle : 1; /* that wait happened once already */
     char request_id[33];
 } call_t;
 
@@ -784,6 +788,7 @@ static void reset_attempt(call_t *c)
     c->egress = NULL;
     c->xc.state = NULL;
     c->retry_after = h2o_iovec_init(NULL, 0);
+    c->throttled = 0;
 }
 
 static void set_last_error(call_t *c, int status, const char *type, const char *code, const char *msg)
@@ -800,6 +805,12 @@ static void give_up(call_t *c)
     h2o_req_t *req = c->req;
     if (c->last_err.status == 0)
         set_last_error(c, 503, "api_error", "provider_unavailable", "no provider could take the request");
+    if (c->last_err.status == 429 && c->retry_after.len == 0 && c->throttled_min_ms != 0) {
+        /* passed over rate-limited credentials: when the first comes back */
+        int64_t left = c->throttled_min_ms - dp_breaker_now_ms();
+        char *v = h2o_mem_alloc_pool(&req->pool, 24);
+        c->retry_after = h2o_iovec_init(v, (size_t)snprintf(v, 24, "%lld", (long long)(left > 0 ? (left + 999) / 1000 : 1)));
+    }
     if (c->last_err.status == 429 && c->retry_after.len != 0)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, c->retry_after.base,
                        c->retry_after.len);
@@ -868,7 +879,7 @@ static int pick_on(call_t *c, size_t t, int allow_retry, int64_t now)
             set_last_error(c, 503, "api_error", "provider_unavailable", "the provider has no credentials configured");
         return -1;
     }
-    uint64_t excl = c->tried[t], deny = 0;
+    uint64_t excl = c->tried[t], deny = 0, throttle = 0;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
             if (!allow_retry || c->tried[t] == 0)
@@ -880,6 +891,14 @@ static int pick_on(call_t *c, size_t t, int allow_retry, int64_t now)
             if (i < 0)
                 break;
             dp_breaker_t *b = dp_breaker_get(p, &p->credentials[i]);
+            int64_t throttled = b != NULL ? dp_breaker_throttled_until(b, now) : 0;
+            if (throttled != 0) {
+                deny |= 1ull << i;
+                throttle |= 1ull << i;
+                if (c->throttled_min_ms == 0 || throttled < c->throttled_min_ms)
+                    c->throttled_min_ms = throttled;
+                continue;
+            }
             int a = b != NULL ? dp_breaker_allow(b, now) : DP_BREAKER_ALLOW;
             if (a == DP_BREAKER_DENY) {
                 deny |= 1ull << i;
@@ -894,13 +913,19 @@ static int pick_on(call_t *c, size_t t, int allow_retry, int64_t now)
         }
     }
     if (deny != 0) {
+        int limited = deny == throttle; /* every credential passed over is rate limited, none broken */
         if (c->pending_from == NULL) {
             c->pending_from = p->name;
-            c->pending_reason = "circuit_open";
+            c->pending_reason = limited ? "rate_limited" : "circuit_open";
         }
-        if (c->attempts == 0 && c->last_err.status == 0)
-            set_last_error(c, 503, "api_error", "provider_unavailable",
-                           "the providers for this request are unavailable (circuit open)");
+        if (c->attempts == 0 && c->last_err.status == 0) {
+            if (limited)
+                set_last_error(c, 429, "rate_limit_error", "rate_limit_exceeded",
+                               "the provider's rate limit for this request is exhausted; retry after the time given");
+            else
+                set_last_error(c, 503, "api_error", "provider_unavailable",
+                               "the providers for this request are unavailable (circuit open)");
+        }
     }
     return -1;
 }
@@ -912,6 +937,7 @@ static int pick_on(call_t *c, size_t t, int allow_retry, int64_t now)
  * when nothing is left. */
 static int choose(call_t *c, int64_t now)
 {
+    c->throttled_min_ms = 0;
     if (c->stay) {
         c->stay = 0;
         if (pick_on(c, c->ti, 0, now) == 0)
@@ -1013,8 +1039,12 @@ static void on_backoff(h2o_timeout_entry_t *entry)
         h2o_timeout_link(c->w->ctx.loop, dp_worker_timeout(c->w, BACKOFF_TICK_MS), &c->backoff_timer);
         return;
     }
-    if (launch(c) != 0)
+    if (c->rechoose) {
+        c->rechoose = 0;
         next_attempt(c);
+    } else if (launch(c) != 0) {
+        next_attempt(c);
+    }
 }
 
 /* Starts the next attempt, after a backoff when it retries a credential
@@ -1025,8 +1055,21 @@ static void next_attempt(call_t *c)
     /* each turn of the loop either starts an attempt or marks a target
      * unusable, so it ends within DP_MAX_TARGETS turns */
     for (;;) {
-        if (c->attempts >= DP_RETRY_MAX_ATTEMPTS || now >= c->deadline_ms || choose(c, now) != 0) {
+        if (c->attempts >= DP_RETRY_MAX_ATTEMPTS || now >= c->deadline_ms) {
             give_up(c);
+            return;
+        }
+        if (choose(c, now) != 0) {
+            /* only credentials the provider rate-limited are left: when the
+             * first comes back soon, wait for it once */
+            int64_t back = c->throttled_min_ms;
+            if (back == 0 || c->waited_throttle || back - now > DP_RETRY_CAP_MS || back >= c->deadline_ms) {
+                give_up(c);
+                return;
+            }
+            c->waited_throttle = c->rechoose = 1;
+            c->backoff_until_ms = back;
+            h2o_timeout_link(c->w->ctx.loop, dp_worker_timeout(c->w, BACKOFF_TICK_MS), &c->backoff_timer);
             return;
         }
         uint32_t delay = 0;
@@ -1110,8 +1153,12 @@ static void upstream_error_status(call_t *c, h2o_iovec_t body)
     }
     if (status == 408 || status == 429 || status >= 500) {
         c->stay = status == 429; /* rate limits are per credential */
-        attempt_failed(c, DP_OUTCOME_FAILURE, status == 429 ? "rate_limited" : status == 408 ? "timeout" : "server_error",
-                       0, NULL, NULL);
+        /* a 429 that says when it ends is the provider's limit, not a
+         * failing credential: its breaker hears nothing (a probe, that the
+         * credential answers) */
+        int outcome = status == 429 && c->throttled ? (c->probe ? DP_OUTCOME_SUCCESS : -1) : DP_OUTCOME_FAILURE;
+        attempt_failed(c, outcome, status == 429 ? "rate_limited" : status == 408 ? "timeout" : "server_error", 0,
+                       NULL, NULL);
         return;
     }
     /* the client's own error: the provider is healthy */
@@ -1285,6 +1332,33 @@ static void copy_headers(h2o_mem_pool_t *pool, h2o_headers_t *to, const h2o_head
     }
 }
 
+/* A 429 or 503 with Retry-After (or OpenAI's and Azure's retry-after-ms):
+ * every worker leaves the credential alone for that long, and a 429's
+ * value goes back to the client if no other attempt succeeds. */
+static void note_retry_after(call_t *c, const h2o_header_t *headers, size_t n)
+{
+    int64_t wait = -1;
+    for (size_t i = 0; i < n; i++) {
+        const h2o_header_t *h = &headers[i];
+        int64_t w;
+        if (h2o_iovec_is_token(h->name) && (const h2o_token_t *)h->name == H2O_TOKEN_RETRY_AFTER) {
+            if (c->upstream_status == 429)
+                c->retry_after = h2o_strdup(&c->req->pool, h->value.base, h->value.len);
+            w = dp_retry_after_ms(h->value.base, h->value.len, 0, (int64_t)time(NULL) * 1000);
+        } else if (h2o_lcstris(h->name->base, h->name->len, H2O_STRLIT("retry-after-ms"))) {
+            w = dp_retry_after_ms(h->value.base, h->value.len, 1, 0);
+        } else {
+            continue;
+        }
+        if (w > wait)
+            wait = w;
+    }
+    if (wait > 0 && c->breaker != NULL) {
+        dp_breaker_throttle(c->breaker, dp_breaker_now_ms() + wait);
+        c->throttled = 1;
+    }
+}
+
 static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *errstr, int minor_version, int status,
                                        h2o_iovec_t msg, h2o_header_t *headers, size_t num_headers, int rlen)
 {
@@ -1315,10 +1389,8 @@ static h2o_http1client_body_cb on_head(h2o_http1client_t *client, const char *er
             copy_headers(&req->pool, &req->res.headers, headers, num_headers);
         else if (c->kind == CALL_EMBEDDINGS)
             copy_headers(&req->pool, &c->up_headers, headers, num_headers);
-    } else if (status == 429) {
-        for (size_t i = 0; i < num_headers; i++)
-            if (h2o_iovec_is_token(headers[i].name) && (const h2o_token_t *)headers[i].name == H2O_TOKEN_RETRY_AFTER)
-                c->retry_after = h2o_strdup(&req->pool, headers[i].value.base, headers[i].value.len);
+    } else if (status == 429 || status == 503) {
+        note_retry_after(c, headers, num_headers);
     }
     if (errstr == h2o_http1client_error_is_eos) {
         c->client = NULL;

@@ -1,6 +1,8 @@
 /* dp_retry.c - retry backoff (see dp_retry.h). */
 #include "dp_retry.h"
 
+#include <string.h>
+
 uint32_t dp_retry_backoff_ms(uint32_t k, uint64_t r, uint32_t base_ms, uint32_t cap_ms)
 {
     if (k == 0 || base_ms == 0)
@@ -12,4 +14,83 @@ uint32_t dp_retry_backoff_ms(uint32_t k, uint64_t r, uint32_t base_ms, uint32_t 
         b = cap_ms;
     uint64_t half = b / 2;
     return (uint32_t)(half + (b - half == 0 ? 0 : r % (b - half + 1)));
+}
+
+static int64_t cap_wait(int64_t ms)
+{
+    return ms < 0 ? 0 : ms > DP_RETRY_AFTER_MAX_MS ? DP_RETRY_AFTER_MAX_MS : ms;
+}
+
+/* Digits of v[*i..len) as a number (at most 12 of them); -1 if none. */
+static int64_t digits(const char *v, size_t len, size_t *i, size_t *n)
+{
+    int64_t x = 0;
+    size_t start = *i;
+    while (*i < len && v[*i] >= '0' && v[*i] <= '9' && *i - start < 12)
+        x = x * 10 + (v[(*i)++] - '0');
+    *n = *i - start;
+    return *n > 0 ? x : -1;
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* IMF-fixdate, the form RFC 9110 requires senders to use:
+ * "Sun, 06 Nov 1994 08:49:37 GMT". Unix milliseconds, or -1. */
+static int64_t http_date_ms(const char *v, size_t len)
+{
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    if (len != 29 || v[3] != ',' || v[4] != ' ' || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' || v[19] != ':' ||
+        v[22] != ':' || v[25] != ' ' || memcmp(v + 26, "GMT", 3) != 0)
+        return -1;
+    int64_t month = -1;
+    for (int m = 0; m < 12; m++)
+        if (memcmp(v + 8, months + 3 * m, 3) == 0)
+            month = m + 1;
+    size_t i, n;
+    int64_t f[5];
+    static const size_t at[5] = {5, 12, 17, 20, 23}, width[5] = {2, 4, 2, 2, 2};
+    for (int k = 0; k < 5; k++) {
+        i = at[k];
+        f[k] = digits(v, at[k] + width[k], &i, &n);
+        if (n != width[k])
+            return -1;
+    }
+    if (month < 0 || f[0] < 1 || f[0] > 31 || f[2] > 23 || f[3] > 59 || f[4] > 60)
+        return -1;
+    return ((days_from_civil(f[1], month, f[0]) * 24 + f[2]) * 60 + f[3]) * 60000 + f[4] * 1000;
+}
+
+int64_t dp_retry_after_ms(const char *v, size_t len, int ms, int64_t now_unix_ms)
+{
+    while (len > 0 && (v[0] == ' ' || v[0] == '\t'))
+        v++, len--;
+    while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    size_t i = 0, n;
+    int64_t whole = digits(v, len, &i, &n);
+    if (whole >= 0) {
+        int64_t frac_ms = 0;
+        if (!ms && i < len && v[i] == '.') {
+            i++;
+            int64_t scale = 100;
+            for (; i < len && v[i] >= '0' && v[i] <= '9'; i++, scale /= 10)
+                frac_ms += (v[i] - '0') * scale;
+        }
+        if (i != len)
+            return -1;
+        return cap_wait(ms ? whole : whole * 1000 + frac_ms);
+    }
+    if (ms)
+        return -1;
+    int64_t at = http_date_ms(v, len);
+    return at < 0 ? -1 : cap_wait(at - now_unix_ms);
 }

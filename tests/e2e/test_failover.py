@@ -49,6 +49,9 @@ virtual_keys:
   fallbacks:
   - {{provider: primary, model: gpt-4o}}
   - {{provider: backup, model: gpt-4o-mini}}
+- id: vk_solo
+  customer_id: acme
+  allowed_providers: [primary]
 - id: vk_dead
   customer_id: acme
   fallbacks:
@@ -287,6 +290,45 @@ def test_credential_refused_with_401_is_skipped_until_cooldown(cluster, monkeypa
     assert metric(dp, "sluice_circuit_open", provider="primary", credential="stale") == 1
     assert metric(dp, "sluice_circuit_open", provider="primary", credential="main") == 0
     assert cluster.mock_stats_at(backup)["chat_requests"] == 0
+
+
+def answered(stats):
+    return stats["requests"] + stats["errors"]
+
+
+def test_retry_after_throttles_the_credential_for_every_request(fo):
+    """A 429 with Retry-After: 30 leaves the primary's credential alone for
+    30 s on every request, not just this one: later requests go straight to
+    the fallback, and a key with no fallback gets 429 with the time left."""
+    cluster, dp, keys, backup = fo
+    cluster.mock_faults(count=1, status=429, retry_after=30)
+    resp = ask(dp, keys["vk_fo"])
+    assert resp.status == 200 and resp.header("x-sluice-provider") == "backup", resp.body
+    assert resp.header("x-sluice-attempts") == "2"
+    asked = answered(cluster.mock_stats())
+    for _ in range(3):
+        resp = ask(dp, keys["vk_fo"])
+        assert resp.status == 200 and resp.header("x-sluice-provider") == "backup", resp.body
+        assert resp.header("x-sluice-attempts") == "1"                  # the primary was not asked
+    resp = ask(dp, keys["vk_solo"])
+    assert resp.status == 429, resp.body
+    assert resp.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(resp.header("retry-after")) <= 30
+    assert answered(cluster.mock_stats()) == asked                        # nothing reached the primary
+    assert metric(dp, "sluice_failovers_total", **{"from": "primary", "to": "backup", "reason": "rate_limited"}) == 4
+
+
+def test_short_retry_after_is_waited_out_within_the_request(fo):
+    cluster, dp, keys, backup = fo
+    cluster.mock_faults(count=1, status=429, retry_after=1)
+    resp = ask(dp, keys["vk_solo"])
+    assert resp.status == 200, resp.body                                 # waited a second, then asked again
+    assert resp.header("x-sluice-provider") == "primary" and resp.header("x-sluice-attempts") == "2"
+    # a provider asking for longer than the retry backoff allows is not waited for
+    cluster.mock_faults(count=1, status=429, retry_after=20)
+    resp = ask(dp, keys["vk_solo"])
+    assert resp.status == 429 and resp.header("retry-after") == "20", resp.body
+    assert resp.header("x-sluice-attempts") == "1"
 
 
 def test_all_targets_failing_answers_the_last_error_in_openai_shape(fo):

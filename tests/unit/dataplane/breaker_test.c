@@ -179,6 +179,26 @@ static void test_breaker_per_credential_and_fresh_for_a_new_secret(void **state)
     assert_int_equal(dp_breaker_allow(ba, now), DP_BREAKER_ALLOW);
 }
 
+static void test_throttle_skips_a_credential_until_retry_after_ends(void **state)
+{
+    dp_breaker_t b;
+    fresh(&b);
+    assert_int_equal(dp_breaker_throttled_until(&b, 1000), 0);
+    dp_breaker_throttle(&b, 6000);
+    assert_int_equal(dp_breaker_throttled_until(&b, 1000), 6000);
+    dp_breaker_throttle(&b, 3000); /* a shorter wait does not shorten it */
+    assert_int_equal(dp_breaker_throttled_until(&b, 1000), 6000);
+    dp_breaker_throttle(&b, 9000);
+    assert_int_equal(dp_breaker_throttled_until(&b, 1000), 9000);
+    assert_int_equal(dp_breaker_throttled_until(&b, 9000), 0); /* over */
+    /* throttling is not a breaker state */
+    assert_int_equal(dp_breaker_state(&b, 1000), DP_BREAKER_CLOSED);
+    assert_int_equal(dp_breaker_allow(&b, 1000), DP_BREAKER_ALLOW);
+    dp_breaker_throttle(&b, 20000);
+    dp_breaker_reset(&b); /* a rotated secret starts over */
+    assert_int_equal(dp_breaker_throttled_until(&b, 1000), 0);
+}
+
 static void test_params_override_defaults(void **state)
 {
     Sluice__Config__V1__Provider pb = SLUICE__CONFIG__V1__PROVIDER__INIT;
@@ -214,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_auth_failure_opens_at_once_for_long),
         cmocka_unit_test(test_breaker_per_credential_and_fresh_for_a_new_secret),
         cmocka_unit_test(test_params_override_defaults),
+        cmocka_unit_test(test_throttle_skips_a_credential_until_retry_after_ends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
