@@ -47,6 +47,10 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define FETCH_TIMEOUT_MS 30000
 #define IDLE_WAKE_MS 1000 /* also bounds how long retired tables wait */
+/* A token the provider refused is renewed at once, but for one credential
+ * at most this often: an account the provider keeps refusing is an
+ * authentication problem, not a stale token. */
+#define REFUSAL_RENEW_MS 60000
 #define REFRESH_AHEAD_S 300
 #define USABLE_MARGIN_MAX_MS 60000
 #define RETRY_MIN_MS 1000
@@ -323,6 +327,8 @@ typedef struct trec {
     char *project;           /* "" when unknown */
     char *why;               /* when token is NULL */
     int64_t usable_until_ms; /* monotonic */
+    int renew_on_refusal;    /* a refused token is renewed at once (not done in the last REFUSAL_RENEW_MS) */
+    atomic_int refused;      /* a worker saw the provider refuse this token (set by workers) */
 } trec_t;
 
 typedef struct table {
@@ -372,7 +378,9 @@ int dp_gauth_token(h2o_mem_pool_t *pool, const char *provider, const char *cred_
         if (strcmp(r->provider, provider) != 0 || strcmp(r->cred_id, cred_id) != 0)
             continue;
         *project = pool_dup(pool, r->project, strlen(r->project));
-        if (r->token != NULL && now < r->usable_until_ms) {
+        if (r->token != NULL && atomic_load_explicit(&r->refused, memory_order_relaxed)) {
+            reason = "the provider refused the access token; a new one is being fetched";
+        } else if (r->token != NULL && now < r->usable_until_ms) {
             *token = pool_dup(pool, r->token, r->token_len);
             rc = 0;
         } else if (r->token != NULL) {
@@ -402,6 +410,7 @@ typedef struct entry {
     char *token;
     int64_t usable_until_ms;
     int64_t next_fetch_ms; /* INT64_MAX: never (unusable account) */
+    int64_t renewed_for_refusal_ms; /* when a refusal last made it renew (0: never) */
     int failures;
     char *why; /* last failure, for requests and logs */
 } entry_t;
@@ -500,6 +509,8 @@ static void publish(void)
             r->token_len = strlen(e->token);
             r->usable_until_ms = e->usable_until_ms;
         }
+        r->renew_on_refusal =
+            e->renewed_for_refusal_ms == 0 || mono_ms() - e->renewed_for_refusal_ms >= REFUSAL_RENEW_MS;
         if (e->why != NULL && (r->why = strdup(e->why)) == NULL)
             goto oom;
     }
@@ -721,6 +732,54 @@ static int fetch(entry_t *e, char **token, int64_t *expires_in, sl_err_t *err)
     return rc;
 }
 
+int dp_gauth_refused(const char *provider, const char *cred_id)
+{
+    int renew = 0;
+    atomic_fetch_add_explicit(&g_readers, 1, memory_order_seq_cst);
+    table_t *t = atomic_load_explicit(&g_table, memory_order_seq_cst);
+    for (size_t i = 0; t != NULL && i < t->n; i++) {
+        trec_t *r = &t->recs[i];
+        if (strcmp(r->provider, provider) == 0 && strcmp(r->cred_id, cred_id) == 0) {
+            renew = r->renew_on_refusal && r->token != NULL;
+            if (renew)
+                atomic_store_explicit(&r->refused, 1, memory_order_relaxed);
+            break;
+        }
+    }
+    atomic_fetch_sub_explicit(&g_readers, 1, memory_order_release);
+    if (renew)
+        pthread_cond_signal(&G.cv); /* a wake-up, not a lock: at worst the next idle wake-up sees the flag */
+    return renew;
+}
+
+/* Gauth thread: tokens workers saw refused are dropped (requests stop
+ * sending them) and renewed now. */
+static void take_refusals(void)
+{
+    table_t *t = atomic_load_explicit(&g_table, memory_order_acquire); /* only this thread replaces it */
+    int changed = 0;
+    for (size_t i = 0; t != NULL && i < t->n; i++) {
+        if (!atomic_load_explicit(&t->recs[i].refused, memory_order_relaxed))
+            continue;
+        for (size_t j = 0; j < G.nentries; j++) {
+            entry_t *e = &G.entries[j];
+            if (e->provider == NULL || strcmp(e->provider, t->recs[i].provider) != 0 ||
+                strcmp(e->cred_id, t->recs[i].cred_id) != 0 || !e->sa_ok || e->token == NULL)
+                continue;
+            sl_warn(MOD, "provider \"%s\" refused the access token of credential \"%s\": fetching a new one",
+                    e->provider, e->cred_id);
+            wipe_free(e->token);
+            e->token = NULL;
+            e->usable_until_ms = 0;
+            e->next_fetch_ms = 0;
+            e->renewed_for_refusal_ms = mono_ms();
+            changed = 1;
+        }
+    }
+    if (changed)
+        publish(); /* the new table's recs start unrefused */
+}
+
 /* Fetches tokens that are due; returns the earliest next due time. */
 static int64_t run_due(void)
 {
@@ -795,6 +854,7 @@ static void *gauth_main(void *arg)
 
         if (have)
             reconcile(cs, n);
+        take_refusals();
         int64_t next = run_due();
         reclaim();
 

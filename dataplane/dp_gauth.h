@@ -67,6 +67,14 @@ int dp_gauth_set_credentials(const dp_gauth_cred_t *creds, size_t n);
 int dp_gauth_token(h2o_mem_pool_t *pool, const char *provider, const char *cred_id, h2o_iovec_t *token,
                    h2o_iovec_t *project, const char **why);
 
+/* Worker: the provider answered 401 to a request made with the current
+ * token of (provider, cred_id). Returns 1 when the token will be renewed
+ * at once (the gauth thread drops it within a second and fetches another;
+ * requests meanwhile find no usable token), 0 when it will not: no token
+ * is held, or a refusal already renewed it within the last minute, so the
+ * account itself is refused. Never blocks. */
+int dp_gauth_refused(const char *provider, const char *cred_id);
+
 /* Stops the gauth thread and frees everything (idempotent). */
 void dp_gauth_stop(void);
 

@@ -135,6 +135,12 @@ typedef struct dp_provider_ops {
     int (*translate_embeddings)(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const dp_chat_req_t *in,
                                 const h2o_headers_t *upstream_headers, const char *body, size_t len,
                                 h2o_iovec_t *out, dp_tokens_t *tokens);
+
+    /* An upstream 401 for cred: 1 when it refused a short-lived token the
+     * translator is renewing (a transient failure), 0 when the credential
+     * itself is refused. NULL: always the credential. Worker thread; must
+     * not block. */
+    int (*auth_refused)(const dp_provider_t *prov, const dp_credential_t *cred);
 } dp_provider_ops_t;
 
 /* The translator for a provider kind, or NULL when the kind is unknown or

@@ -991,7 +991,8 @@ static int launch(call_t *c)
             set_last_error(c, 400, "invalid_request_error", NULL,
                            c->up.error != NULL ? c->up.error : "the request cannot be sent to the provider");
         else
-            set_last_error(c, 503, "api_error", "provider_unavailable", "the provider's configuration is unusable");
+            set_last_error(c, 503, "api_error", "provider_unavailable",
+                           c->up.error != NULL ? c->up.error : "the provider's configuration is unusable");
         goto unusable;
     }
     if ((c->upool = get_pool(c->w, c->route.provider)) == NULL) {
@@ -1148,7 +1149,11 @@ static void upstream_error_status(call_t *c, h2o_iovec_t body)
     c->answered_upstream = 1;
     if (status == 401 || status == 403) {
         c->stay = 1; /* the provider's other credentials may work */
-        attempt_failed(c, DP_OUTCOME_AUTH, "auth", 0, NULL, NULL);
+        /* a refused access token being renewed is a passing failure, not a
+         * bad credential to shut out for the auth cooldown */
+        int renewing = status == 401 && c->route.ops->auth_refused != NULL &&
+                       c->route.ops->auth_refused(c->route.provider, c->cred);
+        attempt_failed(c, renewing ? DP_OUTCOME_FAILURE : DP_OUTCOME_AUTH, "auth", 0, NULL, NULL);
         return;
     }
     if (status == 408 || status == 429 || status >= 500) {

@@ -1591,6 +1591,13 @@ static void map_error(int status, const char *body, size_t len, dp_upstream_erro
     }
 }
 
+/* A 401 from Vertex refuses the access token (expired early, revoked):
+ * renew it rather than condemn the service account. */
+static int auth_refused(const dp_provider_t *prov, const dp_credential_t *cred)
+{
+    return dp_gauth_refused(prov->name, cred->id);
+}
+
 const dp_provider_ops_t dp_provider_vertex = {
     .name = "vertex",
     .openai_format = 0,
@@ -1603,4 +1610,5 @@ const dp_provider_ops_t dp_provider_vertex = {
     .translate_event = translate_event,
     .build_embeddings = build_embeddings,
     .translate_embeddings = translate_embeddings,
+    .auth_refused = auth_refused,
 };

@@ -450,8 +450,16 @@ class VertexMock:
                 "--google-sa", self.sa_path]
         if ttl is not None:
             argv += ["--google-token-ttl", str(ttl)]
+        self.cluster, self.argv = cluster, argv
         self.proc = cluster._start("mockllm-vertex", argv)
         self.port = self.proc.ports[0]
+
+    def restart(self):
+        """A new process on the same port: Google having revoked every token
+        it issued (the new process signs tokens with a new key)."""
+        self.proc.stop()
+        argv = [a if a != "127.0.0.1:0" else f"127.0.0.1:{self.port}" for a in self.argv]
+        self.proc = self.cluster._start("mockllm-vertex-2", argv)
 
     def stats(self):
         return http_request(self.port, "GET", "/_mock/stats").json()["by_provider"]
@@ -673,6 +681,26 @@ def test_vertex_short_lived_tokens_refresh_without_failed_requests(cluster):
     assert stats["vertex"]["chat_requests"] == n
     # a 5 s token is renewed half-way: at least three in nine seconds, never one per request
     assert 3 <= stats["google_oauth"]["requests"] < n
+
+
+def test_vertex_refused_token_is_renewed_not_condemned(cluster):
+    """Google refuses a token it issued (revoked). The data plane renews it
+    at once instead of shutting the service account out for the
+    authentication cooldown (10 minutes), so requests succeed again within
+    seconds."""
+    dp, secret, mock = vertex_setup(cluster)
+    assert chat(dp.api_port, secret, model=GEMINI_MODEL, max_tokens=2).status == 200
+    mock.restart()
+    first = chat(dp.api_port, secret, model=GEMINI_MODEL, max_tokens=2)
+    assert first.status in (200, 401, 503), first.body          # 200 when the retry already had the new token
+    wait_for(lambda: chat(dp.api_port, secret, model=GEMINI_MODEL, max_tokens=2).status == 200, 10, interval=0.2,
+             what="a request with a renewed token")
+    stats = mock.stats()
+    assert stats["google_oauth"]["requests"] >= 1               # the new process issued a token
+    assert stats["vertex"]["unauthorized"] <= 2                 # refused once or twice, not per request
+    for _ in range(5):
+        assert chat(dp.api_port, secret, model=GEMINI_MODEL, max_tokens=2).status == 200
+    assert "refused the access token" in dp.log_text()
 
 
 # ---- anthropic-format ingress (POST /v1/messages) ----------------------------------
