@@ -18,6 +18,7 @@
 #include "ctl_yaml.h"
 #include "sl_err.h"
 #include "sl_money.h"
+#include "sl_quota_names.h"
 
 typedef Sluice__Config__V1__Tenant tenant_t;
 typedef Sluice__Config__V1__VirtualKey vkey_t;
@@ -321,37 +322,25 @@ int ctl_format_parse(const char *s, ctl_format_t *out)
     return 0;
 }
 
+/* A name of the quota vocabulary, or what to print when the value has none. */
+static const char *name_or(const char *name, const char *none)
+{
+    return name != NULL ? name : none;
+}
+
 static const char *metric_name(int m)
 {
-    switch (m) {
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO: return "cost_nano";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_REQUESTS: return "requests";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_TOKENS: return "tokens";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_CONCURRENT: return "concurrent";
-    default: return "unspecified";
-    }
+    return name_or(sl_quota_metric_name(m), "unspecified");
 }
 
 static const char *window_name(int w)
 {
-    switch (w) {
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_MINUTE: return "minute";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_HOUR: return "hour";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_DAY: return "day";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_WEEK: return "week";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_MONTH: return "month";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_TOTAL: return "total";
-    default: return "unspecified";
-    }
+    return name_or(sl_quota_window_name(w), "unspecified");
 }
 
 static const char *on_unavailable_name(int v)
 {
-    switch (v) {
-    case SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_CLOSED: return "closed";
-    case SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_OPEN: return "open";
-    default: return "default";
-    }
+    return name_or(sl_quota_on_unavailable_name(v), "default");
 }
 
 static const char *time_text(long long unix_s, char *buf, size_t cap)

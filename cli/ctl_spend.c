@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "sl_money.h"
+#include "sl_quota_names.h"
 
 typedef Sluice__Admin__V1__SpendRow row_t;
 typedef Sluice__Admin__V1__QuotaStatus status_t;
@@ -215,26 +216,19 @@ void ctl_out_spend(sl_buf_t *out, ctl_spend_fmt_t f, const Sluice__Admin__V1__Ge
 
 /* ---- quotas ----------------------------------------------------------------------------------- */
 
+/* The words of the quota vocabulary, except that a cost quota is "cost". */
 static const char *metric_word(int m)
 {
-    switch (m) {
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO:
+    if (m == SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO)
         return "cost";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_REQUESTS:
-        return "requests";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_TOKENS:
-        return "tokens";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_CONCURRENT:
-        return "concurrent";
-    default:
-        return "unknown";
-    }
+    const char *name = sl_quota_metric_name(m);
+    return name != NULL ? name : "unknown";
 }
 
 static const char *window_word(int w)
 {
-    static const char *const names[] = {"unknown", "minute", "hour", "day", "week", "month", "total"};
-    return w >= 0 && w < 7 ? names[w] : "unknown";
+    const char *name = sl_quota_window_name(w);
+    return name != NULL ? name : "unknown";
 }
 
 static const char *when(int64_t unix_s, char buf[32])
