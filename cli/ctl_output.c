@@ -343,7 +343,7 @@ static const char *on_unavailable_name(int v)
     return name_or(sl_quota_on_unavailable_name(v), "default");
 }
 
-static const char *time_text(long long unix_s, char *buf, size_t cap)
+const char *ctl_time_text(long long unix_s, char *buf, size_t cap)
 {
     buf[0] = '\0';
     if (unix_s <= 0)
@@ -358,7 +358,7 @@ static const char *time_text(long long unix_s, char *buf, size_t cap)
 static onode_t *o_time(long long unix_s)
 {
     char buf[40];
-    return unix_s > 0 ? o_str(time_text(unix_s, buf, sizeof(buf))) : o_new(O_NULL);
+    return unix_s > 0 ? o_str(ctl_time_text(unix_s, buf, sizeof(buf))) : o_new(O_NULL);
 }
 
 static int is_cost(const quota_t *q)
@@ -624,7 +624,7 @@ static onode_t *tenant_yaml(const tenant_t *t)
     char ts[40];
     sl_buf_t c = {0};
     if (t->created_unix > 0)
-        sl_buf_printf(&c, "created %s", time_text(t->created_unix, ts, sizeof(ts)));
+        sl_buf_printf(&c, "created %s", ctl_time_text(t->created_unix, ts, sizeof(ts)));
     if (left.len > 0)
         sl_buf_printf(&c, "%s%s", c.len ? "\n" : "", left.data);
     if (c.len > 0)
@@ -671,7 +671,7 @@ void ctl_out_tenants(sl_buf_t *out, ctl_format_t f, tenant_t *const *t, size_t n
         char ts[40];
         quotas_summary(&lim, t[i]->quotas, t[i]->n_quotas);
         const char *row[] = {t[i]->id, t[i]->name, t[i]->time_zone, lim.data,
-                             time_text(t[i]->created_unix, ts, sizeof(ts))};
+                             ctl_time_text(t[i]->created_unix, ts, sizeof(ts))};
         table_row(&tb, row);
         sl_buf_free(&lim);
     }
@@ -698,7 +698,7 @@ void ctl_out_tenant(sl_buf_t *out, ctl_format_t f, const tenant_t *t)
     field_line(out, "time zone:", t->time_zone[0] ? t->time_zone : "UTC");
     field_line(out, "metadata:", t->metadata_json[0] ? t->metadata_json : "{}");
     field_line(out, "limits:", lim.data);
-    field_line(out, "created:", time_text(t->created_unix, ts, sizeof(ts)));
+    field_line(out, "created:", ctl_time_text(t->created_unix, ts, sizeof(ts)));
     sl_buf_free(&lim);
 }
 
@@ -772,11 +772,11 @@ static onode_t *key_yaml(const vkey_t *k, long long now)
     if (k->key_prefix[0] != '\0')
         sl_buf_printf(&c, ", secret %s...", k->key_prefix);
     if (k->created_unix > 0)
-        sl_buf_printf(&c, ", created %s", time_text(k->created_unix, ts, sizeof(ts)));
+        sl_buf_printf(&c, ", created %s", ctl_time_text(k->created_unix, ts, sizeof(ts)));
     if (k->revoked_unix > 0)
-        sl_buf_printf(&c, ", revoked %s", time_text(k->revoked_unix, ts, sizeof(ts)));
+        sl_buf_printf(&c, ", revoked %s", ctl_time_text(k->revoked_unix, ts, sizeof(ts)));
     if (k->expires_unix > 0)
-        sl_buf_printf(&c, ", expires %s", time_text(k->expires_unix, ts, sizeof(ts)));
+        sl_buf_printf(&c, ", expires %s", ctl_time_text(k->expires_unix, ts, sizeof(ts)));
     if (left.len > 0)
         sl_buf_printf(&c, "\n%s", left.data);
     o->comment = xstrdup(c.data);
@@ -814,7 +814,7 @@ void ctl_out_keys(sl_buf_t *out, ctl_format_t f, vkey_t *const *k, size_t n, lon
         quotas_summary(&lim, k[i]->quotas, k[i]->n_quotas);
         const char *row[] = {k[i]->id,         k[i]->tenant_id,
                              k[i]->key_prefix, key_status(k[i], now),
-                             lim.data,         time_text(k[i]->created_unix, ts, sizeof(ts))};
+                             lim.data,         ctl_time_text(k[i]->created_unix, ts, sizeof(ts))};
         table_row(&tb, row);
         sl_buf_free(&lim);
     }
@@ -853,11 +853,11 @@ void ctl_out_key(sl_buf_t *out, ctl_format_t f, const vkey_t *k, long long now)
         sl_buf_printf(&b, "%s%s/%s", i ? ", " : "", k->fallbacks[i]->provider, k->fallbacks[i]->model);
     field_line(out, "fallbacks:", b.len ? b.data : "");
     field_line(out, "metadata:", k->metadata_json[0] ? k->metadata_json : "{}");
-    field_line(out, "created:", time_text(k->created_unix, ts, sizeof(ts)));
+    field_line(out, "created:", ctl_time_text(k->created_unix, ts, sizeof(ts)));
     if (k->revoked_unix > 0)
-        field_line(out, "revoked:", time_text(k->revoked_unix, ts, sizeof(ts)));
+        field_line(out, "revoked:", ctl_time_text(k->revoked_unix, ts, sizeof(ts)));
     if (k->expires_unix > 0)
-        field_line(out, "expires:", time_text(k->expires_unix, ts, sizeof(ts)));
+        field_line(out, "expires:", ctl_time_text(k->expires_unix, ts, sizeof(ts)));
     sl_buf_free(&b);
 }
 
