@@ -11,21 +11,17 @@
 
 #include <jansson.h>
 
+#include "ctl_output.h"
 #include "sl_money.h"
 
 typedef Sluice__Config__V1__AlertRule rule_t;
 typedef Sluice__Config__V1__AlertSink sink_t;
 
+/* A time as ctl_time_text() writes it, "-" for none. */
 static void when(int64_t t, char buf[32])
 {
-    if (t <= 0) {
+    if (ctl_time_text(t, buf, 32)[0] == '\0')
         snprintf(buf, 32, "-");
-        return;
-    }
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static void fraction(int64_t micro, char buf[40])

@@ -276,6 +276,98 @@ static int call(run_t *r, ctl_client_t *cl, const char *method, const void *req,
     return 0;
 }
 
+/* Shows the response of a call (owned by the caller); ctx is what the command
+ * passed along. */
+typedef void (*show_fn)(run_t *r, const void *resp, const void *ctx);
+
+/* Connects, makes one call and shows its response. Returns the exit status. */
+static int call_and_show(run_t *r, const char *method, const void *req, const ProtobufCMessageDescriptor *d,
+                         show_fn show, const void *ctx)
+{
+    ctl_client_t cl = {0};
+    ProtobufCMessage *resp = NULL;
+    int rc = connect_admin(r, &cl);
+    if (rc == 0 && (rc = call(r, &cl, method, req, d, &resp)) == 0) {
+        show(r, resp, ctx);
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    ctl_client_close(&cl);
+    return rc;
+}
+
+/* Shows n listed entities: items is an array of n message pointers. */
+typedef void (*show_list_fn)(run_t *r, const void *items, size_t n);
+
+/* Protobuf-c messages read through their descriptors: the pointer stored at
+ * byte offset off of m (a string or array field, or an element of an array
+ * of messages). memcpy, because the pointer's type is the message's own. */
+static const void *pointer_at(const void *m, size_t off)
+{
+    const void *p;
+    memcpy(&p, (const char *)m + off, sizeof(p));
+    return p;
+}
+
+/* The id of message i of array v, read through the "id" field f. */
+static const char *id_at(const void *v, size_t i, const ProtobufCFieldDescriptor *f)
+{
+    return pointer_at(pointer_at(v, i * sizeof(void *)), f->offset);
+}
+
+/*
+ * Lists every entity through a paged List method (ListTenants,
+ * ListVirtualKeys) and shows them: pages of PAGE_SIZE, each asked for after
+ * the last id of the one before, until a short page. req is the method's
+ * request with its filters set; limit and after_id point into it. A List
+ * response has one field, the repeated entities, and an entity's id is its
+ * "id" field: both are found through the response's descriptor d. Returns
+ * the exit status.
+ */
+static int list_all(run_t *r, const char *method, const void *req, int32_t *limit, char **after_id,
+                    const ProtobufCMessageDescriptor *d, show_list_fn show)
+{
+    const ProtobufCFieldDescriptor *items = &d->fields[0];
+    const ProtobufCFieldDescriptor *id = protobuf_c_message_descriptor_get_field_by_name(items->descriptor, "id");
+    ProtobufCMessage **pages = NULL;
+    size_t npages = 0, n = 0;
+    void **all = NULL; /* the n entities of all pages (copied pointers) */
+    ctl_client_t cl = {0};
+    int rc = connect_admin(r, &cl);
+    *limit = PAGE_SIZE;
+    *after_id = "";
+    while (rc == 0 && npages < MAX_PAGES) {
+        ProtobufCMessage *p = NULL;
+        if ((rc = call(r, &cl, method, req, d, &p)) != 0)
+            break;
+        pages = realloc(pages, (npages + 1) * sizeof(*pages));
+        if (pages == NULL)
+            abort();
+        pages[npages++] = p;
+        size_t got;
+        memcpy(&got, (const char *)p + items->quantifier_offset, sizeof(got));
+        const void *v = pointer_at(p, items->offset);
+        /* a server that ignores after_id would repeat the first page */
+        if (got == 0 || ((*after_id)[0] != '\0' && strcmp(id_at(v, 0, id), *after_id) <= 0))
+            break;
+        all = realloc(all, (n + got) * sizeof(*all));
+        if (all == NULL)
+            abort();
+        memcpy(all + n, v, got * sizeof(*all));
+        n += got;
+        if (got < PAGE_SIZE)
+            break;
+        *after_id = (char *)id_at(v, got - 1, id);
+    }
+    ctl_client_close(&cl);
+    if (rc == 0)
+        show(r, all, n);
+    for (size_t i = 0; i < npages; i++)
+        protobuf_c_message_free_unpacked(pages[i], NULL);
+    free(pages);
+    free(all);
+    return rc;
+}
+
 /* ---- apply and validate ------------------------------------------------------------------ */
 
 static int load_files(run_t *r, const command_t *c, const cmd_args_t *a, ctl_doc_t *doc)
@@ -377,63 +469,28 @@ static int cmd_validate(run_t *r, const command_t *c, cmd_args_t *a)
 
 /* ---- tenants ------------------------------------------------------------------------------- */
 
+static void show_tenants(run_t *r, const void *items, size_t n)
+{
+    ctl_out_tenants(&r->obuf, r->fmt, items, n);
+}
+
 static int cmd_tenants_list(run_t *r, const command_t *c, cmd_args_t *a)
 {
-    ctl_client_t cl = {0};
-    int rc = connect_admin(r, &cl);
-    Sluice__Admin__V1__ListTenantsResponse **pages = NULL;
-    size_t npages = 0, n = 0;
-    Sluice__Config__V1__Tenant **all = NULL;
-    const char *after = "";
-    while (rc == 0 && npages < MAX_PAGES) {
-        Sluice__Admin__V1__ListTenantsRequest req = SLUICE__ADMIN__V1__LIST_TENANTS_REQUEST__INIT;
-        req.limit = PAGE_SIZE;
-        req.after_id = (char *)after;
-        Sluice__Admin__V1__ListTenantsResponse *p = NULL;
-        if ((rc = call(r, &cl, "ListTenants", &req, &sluice__admin__v1__list_tenants_response__descriptor, &p)) != 0)
-            break;
-        pages = realloc(pages, (npages + 1) * sizeof(*pages));
-        if (pages == NULL)
-            abort();
-        pages[npages++] = p;
-        /* a server that ignores after_id would repeat the first page */
-        if (p->n_tenants == 0 || (after[0] != '\0' && strcmp(p->tenants[0]->id, after) <= 0))
-            break;
-        all = realloc(all, (n + p->n_tenants) * sizeof(*all));
-        if (all == NULL)
-            abort();
-        memcpy(all + n, p->tenants, p->n_tenants * sizeof(*all));
-        n += p->n_tenants;
-        if (p->n_tenants < PAGE_SIZE)
-            break;
-        after = p->tenants[p->n_tenants - 1]->id;
-    }
-    if (rc == 0)
-        ctl_out_tenants(&r->obuf, r->fmt, all, n);
-    for (size_t i = 0; i < npages; i++)
-        protobuf_c_message_free_unpacked(&pages[i]->base, NULL);
-    free(pages);
-    free(all);
-    ctl_client_close(&cl);
-    return rc;
+    Sluice__Admin__V1__ListTenantsRequest req = SLUICE__ADMIN__V1__LIST_TENANTS_REQUEST__INIT;
+    return list_all(r, "ListTenants", &req, &req.limit, &req.after_id,
+                    &sluice__admin__v1__list_tenants_response__descriptor, show_tenants);
+}
+
+static void show_tenant(run_t *r, const void *t, const void *ctx)
+{
+    ctl_out_tenant(&r->obuf, r->fmt, t);
 }
 
 static int cmd_tenants_get(run_t *r, const command_t *c, cmd_args_t *a)
 {
-    ctl_client_t cl = {0};
-    int rc = connect_admin(r, &cl);
-    Sluice__Config__V1__Tenant *t = NULL;
-    if (rc == 0) {
-        Sluice__Admin__V1__GetTenantRequest req = SLUICE__ADMIN__V1__GET_TENANT_REQUEST__INIT;
-        req.id = (char *)a->pos[0];
-        rc = call(r, &cl, "GetTenant", &req, &sluice__config__v1__tenant__descriptor, &t);
-    }
-    if (rc == 0) {
-        ctl_out_tenant(&r->obuf, r->fmt, t);
-        protobuf_c_message_free_unpacked(&t->base, NULL);
-    }
-    ctl_client_close(&cl);
-    return rc;
+    Sluice__Admin__V1__GetTenantRequest req = SLUICE__ADMIN__V1__GET_TENANT_REQUEST__INIT;
+    req.id = (char *)a->pos[0];
+    return call_and_show(r, "GetTenant", &req, &sluice__config__v1__tenant__descriptor, show_tenant, NULL);
 }
 
 /* ---- keys ----------------------------------------------------------------------------------- */
@@ -530,83 +587,49 @@ static int cmd_keys_create(run_t *r, const command_t *c, cmd_args_t *a)
     return rc;
 }
 
-static int get_key(run_t *r, const char *method, const char *id, int revoke)
+static void show_key(run_t *r, const void *k, const void *ctx)
 {
-    ctl_client_t cl = {0};
-    int rc = connect_admin(r, &cl);
-    Sluice__Config__V1__VirtualKey *k = NULL;
-    if (rc == 0 && revoke) {
-        Sluice__Admin__V1__RevokeVirtualKeyRequest req = SLUICE__ADMIN__V1__REVOKE_VIRTUAL_KEY_REQUEST__INIT;
-        req.id = (char *)id;
-        rc = call(r, &cl, method, &req, &sluice__config__v1__virtual_key__descriptor, &k);
-    } else if (rc == 0) {
-        Sluice__Admin__V1__GetVirtualKeyRequest req = SLUICE__ADMIN__V1__GET_VIRTUAL_KEY_REQUEST__INIT;
-        req.id = (char *)id;
-        rc = call(r, &cl, method, &req, &sluice__config__v1__virtual_key__descriptor, &k);
-    }
-    if (rc == 0) {
-        if (revoke && r->fmt == CTL_OUT_TABLE)
-            sl_buf_printf(&r->obuf, "revoked virtual key %s\n", k->id[0] != '\0' ? k->id : id);
-        else
-            ctl_out_key(&r->obuf, r->fmt, k, (long long)time(NULL));
-        protobuf_c_message_free_unpacked(&k->base, NULL);
-    }
-    ctl_client_close(&cl);
-    return rc;
+    ctl_out_key(&r->obuf, r->fmt, k, (long long)time(NULL));
 }
 
 static int cmd_keys_get(run_t *r, const command_t *c, cmd_args_t *a)
 {
-    return get_key(r, "GetVirtualKey", a->pos[0], 0);
+    Sluice__Admin__V1__GetVirtualKeyRequest req = SLUICE__ADMIN__V1__GET_VIRTUAL_KEY_REQUEST__INIT;
+    req.id = (char *)a->pos[0];
+    return call_and_show(r, "GetVirtualKey", &req, &sluice__config__v1__virtual_key__descriptor, show_key, NULL);
+}
+
+/* ctx: the id asked for, named when the answer has none. */
+static void show_revoked(run_t *r, const void *resp, const void *ctx)
+{
+    const Sluice__Config__V1__VirtualKey *k = resp;
+    if (r->fmt == CTL_OUT_TABLE)
+        sl_buf_printf(&r->obuf, "revoked virtual key %s\n", k->id[0] != '\0' ? k->id : (const char *)ctx);
+    else
+        show_key(r, k, ctx);
 }
 
 static int cmd_keys_revoke(run_t *r, const command_t *c, cmd_args_t *a)
 {
-    return get_key(r, "RevokeVirtualKey", a->pos[0], 1);
+    Sluice__Admin__V1__RevokeVirtualKeyRequest req = SLUICE__ADMIN__V1__REVOKE_VIRTUAL_KEY_REQUEST__INIT;
+    req.id = (char *)a->pos[0];
+    return call_and_show(r, "RevokeVirtualKey", &req, &sluice__config__v1__virtual_key__descriptor, show_revoked,
+                         req.id);
+}
+
+static void show_keys(run_t *r, const void *items, size_t n)
+{
+    ctl_out_keys(&r->obuf, r->fmt, items, n, (long long)time(NULL));
 }
 
 static int cmd_keys_list(run_t *r, const command_t *c, cmd_args_t *a)
 {
-    ctl_client_t cl = {0};
-    int rc = connect_admin(r, &cl);
+    Sluice__Admin__V1__ListVirtualKeysRequest req = SLUICE__ADMIN__V1__LIST_VIRTUAL_KEYS_REQUEST__INIT;
     const char *tenant = flag_get(a, "--tenant");
-    Sluice__Admin__V1__ListVirtualKeysResponse **pages = NULL;
-    size_t npages = 0, n = 0;
-    Sluice__Config__V1__VirtualKey **all = NULL;
-    const char *after = "";
-    while (rc == 0 && npages < MAX_PAGES) {
-        Sluice__Admin__V1__ListVirtualKeysRequest req = SLUICE__ADMIN__V1__LIST_VIRTUAL_KEYS_REQUEST__INIT;
-        req.limit = PAGE_SIZE;
-        req.after_id = (char *)after;
-        if (tenant != NULL)
-            req.tenant_id = (char *)tenant;
-        Sluice__Admin__V1__ListVirtualKeysResponse *p = NULL;
-        if ((rc = call(r, &cl, "ListVirtualKeys", &req, &sluice__admin__v1__list_virtual_keys_response__descriptor,
-                       &p)) != 0)
-            break;
-        pages = realloc(pages, (npages + 1) * sizeof(*pages));
-        if (pages == NULL)
-            abort();
-        pages[npages++] = p;
-        if (p->n_keys == 0 || (after[0] != '\0' && strcmp(p->keys[0]->id, after) <= 0))
-            break;
-        all = realloc(all, (n + p->n_keys) * sizeof(*all));
-        if (all == NULL)
-            abort();
-        memcpy(all + n, p->keys, p->n_keys * sizeof(*all));
-        n += p->n_keys;
-        if (p->n_keys < PAGE_SIZE)
-            break;
-        after = p->keys[p->n_keys - 1]->id;
-    }
-    if (rc == 0)
-        ctl_out_keys(&r->obuf, r->fmt, all, n, (long long)time(NULL));
-    for (size_t i = 0; i < npages; i++)
-        protobuf_c_message_free_unpacked(&pages[i]->base, NULL);
-    free(pages);
-    free(all);
-    ctl_client_close(&cl);
-    return rc;
+    if (tenant != NULL)
+        req.tenant_id = (char *)tenant;
+    return list_all(r, "ListVirtualKeys", &req, &req.limit, &req.after_id,
+                    &sluice__admin__v1__list_virtual_keys_response__descriptor, show_keys);
 }
 
 /* ---- spend and quotas (ctl_spend.c) ---------------------------------------------------------- */
@@ -616,6 +639,12 @@ static ctl_spend_fmt_t spend_fmt(const run_t *r)
     return r->csv ? CTL_SPEND_CSV : r->fmt == CTL_OUT_TABLE ? CTL_SPEND_TABLE : CTL_SPEND_JSON;
 }
 
+/* ctx: the request the response answers. */
+static void show_spend(run_t *r, const void *resp, const void *ctx)
+{
+    ctl_out_spend(&r->obuf, spend_fmt(r), ctx, resp);
+}
+
 static int cmd_spend(run_t *r, const command_t *c, cmd_args_t *a)
 {
     Sluice__Admin__V1__GetSpendRequest req;
@@ -623,16 +652,12 @@ static int cmd_spend(run_t *r, const command_t *c, cmd_args_t *a)
     if (ctl_spend_request(flag_get(a, "--tenant"), flag_get(a, "--from"), flag_get(a, "--to"), flag_get(a, "--by"),
                           &req, &e) != 0)
         return usage_error(r, c, "%s", e.msg);
-    ctl_client_t cl = {0};
-    Sluice__Admin__V1__GetSpendResponse *resp = NULL;
-    int rc = connect_admin(r, &cl);
-    if (rc == 0 &&
-        (rc = call(r, &cl, "GetSpend", &req, &sluice__admin__v1__get_spend_response__descriptor, &resp)) == 0) {
-        ctl_out_spend(&r->obuf, spend_fmt(r), &req, resp);
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-    }
-    ctl_client_close(&cl);
-    return rc;
+    return call_and_show(r, "GetSpend", &req, &sluice__admin__v1__get_spend_response__descriptor, show_spend, &req);
+}
+
+static void show_quotas(run_t *r, const void *resp, const void *ctx)
+{
+    ctl_out_quotas(&r->obuf, spend_fmt(r), resp);
 }
 
 static int cmd_quotas(run_t *r, const command_t *c, cmd_args_t *a)
@@ -641,20 +666,16 @@ static int cmd_quotas(run_t *r, const command_t *c, cmd_args_t *a)
     sl_err_t e = {0};
     if (ctl_quotas_request(flag_get(a, "--tenant"), flag_get(a, "--key"), &req, &e) != 0)
         return usage_error(r, c, "%s", e.msg);
-    ctl_client_t cl = {0};
-    Sluice__Admin__V1__GetQuotaStatusResponse *resp = NULL;
-    int rc = connect_admin(r, &cl);
-    if (rc == 0 &&
-        (rc = call(r, &cl, "GetQuotaStatus", &req, &sluice__admin__v1__get_quota_status_response__descriptor, &resp)) ==
-            0) {
-        ctl_out_quotas(&r->obuf, spend_fmt(r), resp);
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-    }
-    ctl_client_close(&cl);
-    return rc;
+    return call_and_show(r, "GetQuotaStatus", &req, &sluice__admin__v1__get_quota_status_response__descriptor,
+                         show_quotas, NULL);
 }
 
 /* ---- alerts (ctl_alerts.c) ---------------------------------------------------------------------- */
+
+static void show_alerts(run_t *r, const void *resp, const void *ctx)
+{
+    ctl_out_alerts(&r->obuf, r->fmt != CTL_OUT_TABLE, resp);
+}
 
 static int cmd_alerts_list(run_t *r, const command_t *c, cmd_args_t *a)
 {
@@ -662,16 +683,13 @@ static int cmd_alerts_list(run_t *r, const command_t *c, cmd_args_t *a)
     const char *rule = flag_get(a, "--rule");
     if (rule != NULL)
         req.rule = (char *)rule;
-    ctl_client_t cl = {0};
-    Sluice__Admin__V1__ListAlertsResponse *resp = NULL;
-    int rc = connect_admin(r, &cl);
-    if (rc == 0 &&
-        (rc = call(r, &cl, "ListAlerts", &req, &sluice__admin__v1__list_alerts_response__descriptor, &resp)) == 0) {
-        ctl_out_alerts(&r->obuf, r->fmt != CTL_OUT_TABLE, resp);
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-    }
-    ctl_client_close(&cl);
-    return rc;
+    return call_and_show(r, "ListAlerts", &req, &sluice__admin__v1__list_alerts_response__descriptor, show_alerts,
+                         NULL);
+}
+
+static void show_alert_history(run_t *r, const void *resp, const void *ctx)
+{
+    ctl_out_alert_history(&r->obuf, r->fmt != CTL_OUT_TABLE, resp);
 }
 
 static int cmd_alerts_history(run_t *r, const command_t *c, cmd_args_t *a)
@@ -684,17 +702,8 @@ static int cmd_alerts_history(run_t *r, const command_t *c, cmd_args_t *a)
     if (rule != NULL)
         req.rule = (char *)rule;
     req.limit = (int32_t)n;
-    ctl_client_t cl = {0};
-    Sluice__Admin__V1__AlertHistoryResponse *resp = NULL;
-    int rc = connect_admin(r, &cl);
-    if (rc == 0 &&
-        (rc = call(r, &cl, "AlertHistory", &req, &sluice__admin__v1__alert_history_response__descriptor, &resp)) ==
-            0) {
-        ctl_out_alert_history(&r->obuf, r->fmt != CTL_OUT_TABLE, resp);
-        protobuf_c_message_free_unpacked(&resp->base, NULL);
-    }
-    ctl_client_close(&cl);
-    return rc;
+    return call_and_show(r, "AlertHistory", &req, &sluice__admin__v1__alert_history_response__descriptor,
+                         show_alert_history, NULL);
 }
 
 /* ---- the command table -------------------------------------------------------------------- */

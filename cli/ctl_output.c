@@ -18,6 +18,7 @@
 #include "ctl_yaml.h"
 #include "sl_err.h"
 #include "sl_money.h"
+#include "sl_quota_names.h"
 
 typedef Sluice__Config__V1__Tenant tenant_t;
 typedef Sluice__Config__V1__VirtualKey vkey_t;
@@ -321,40 +322,28 @@ int ctl_format_parse(const char *s, ctl_format_t *out)
     return 0;
 }
 
+/* A name of the quota vocabulary, or what to print when the value has none. */
+static const char *name_or(const char *name, const char *none)
+{
+    return name != NULL ? name : none;
+}
+
 static const char *metric_name(int m)
 {
-    switch (m) {
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO: return "cost_nano";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_REQUESTS: return "requests";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_TOKENS: return "tokens";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_CONCURRENT: return "concurrent";
-    default: return "unspecified";
-    }
+    return name_or(sl_quota_metric_name(m), "unspecified");
 }
 
 static const char *window_name(int w)
 {
-    switch (w) {
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_MINUTE: return "minute";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_HOUR: return "hour";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_DAY: return "day";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_WEEK: return "week";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_MONTH: return "month";
-    case SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_TOTAL: return "total";
-    default: return "unspecified";
-    }
+    return name_or(sl_quota_window_name(w), "unspecified");
 }
 
 static const char *on_unavailable_name(int v)
 {
-    switch (v) {
-    case SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_CLOSED: return "closed";
-    case SLUICE__CONFIG__V1__ON_UNAVAILABLE__ON_UNAVAILABLE_OPEN: return "open";
-    default: return "default";
-    }
+    return name_or(sl_quota_on_unavailable_name(v), "default");
 }
 
-static const char *time_text(long long unix_s, char *buf, size_t cap)
+const char *ctl_time_text(long long unix_s, char *buf, size_t cap)
 {
     buf[0] = '\0';
     if (unix_s <= 0)
@@ -369,7 +358,7 @@ static const char *time_text(long long unix_s, char *buf, size_t cap)
 static onode_t *o_time(long long unix_s)
 {
     char buf[40];
-    return unix_s > 0 ? o_str(time_text(unix_s, buf, sizeof(buf))) : o_new(O_NULL);
+    return unix_s > 0 ? o_str(ctl_time_text(unix_s, buf, sizeof(buf))) : o_new(O_NULL);
 }
 
 static int is_cost(const quota_t *q)
@@ -635,7 +624,7 @@ static onode_t *tenant_yaml(const tenant_t *t)
     char ts[40];
     sl_buf_t c = {0};
     if (t->created_unix > 0)
-        sl_buf_printf(&c, "created %s", time_text(t->created_unix, ts, sizeof(ts)));
+        sl_buf_printf(&c, "created %s", ctl_time_text(t->created_unix, ts, sizeof(ts)));
     if (left.len > 0)
         sl_buf_printf(&c, "%s%s", c.len ? "\n" : "", left.data);
     if (c.len > 0)
@@ -682,7 +671,7 @@ void ctl_out_tenants(sl_buf_t *out, ctl_format_t f, tenant_t *const *t, size_t n
         char ts[40];
         quotas_summary(&lim, t[i]->quotas, t[i]->n_quotas);
         const char *row[] = {t[i]->id, t[i]->name, t[i]->time_zone, lim.data,
-                             time_text(t[i]->created_unix, ts, sizeof(ts))};
+                             ctl_time_text(t[i]->created_unix, ts, sizeof(ts))};
         table_row(&tb, row);
         sl_buf_free(&lim);
     }
@@ -709,7 +698,7 @@ void ctl_out_tenant(sl_buf_t *out, ctl_format_t f, const tenant_t *t)
     field_line(out, "time zone:", t->time_zone[0] ? t->time_zone : "UTC");
     field_line(out, "metadata:", t->metadata_json[0] ? t->metadata_json : "{}");
     field_line(out, "limits:", lim.data);
-    field_line(out, "created:", time_text(t->created_unix, ts, sizeof(ts)));
+    field_line(out, "created:", ctl_time_text(t->created_unix, ts, sizeof(ts)));
     sl_buf_free(&lim);
 }
 
@@ -783,11 +772,11 @@ static onode_t *key_yaml(const vkey_t *k, long long now)
     if (k->key_prefix[0] != '\0')
         sl_buf_printf(&c, ", secret %s...", k->key_prefix);
     if (k->created_unix > 0)
-        sl_buf_printf(&c, ", created %s", time_text(k->created_unix, ts, sizeof(ts)));
+        sl_buf_printf(&c, ", created %s", ctl_time_text(k->created_unix, ts, sizeof(ts)));
     if (k->revoked_unix > 0)
-        sl_buf_printf(&c, ", revoked %s", time_text(k->revoked_unix, ts, sizeof(ts)));
+        sl_buf_printf(&c, ", revoked %s", ctl_time_text(k->revoked_unix, ts, sizeof(ts)));
     if (k->expires_unix > 0)
-        sl_buf_printf(&c, ", expires %s", time_text(k->expires_unix, ts, sizeof(ts)));
+        sl_buf_printf(&c, ", expires %s", ctl_time_text(k->expires_unix, ts, sizeof(ts)));
     if (left.len > 0)
         sl_buf_printf(&c, "\n%s", left.data);
     o->comment = xstrdup(c.data);
@@ -825,7 +814,7 @@ void ctl_out_keys(sl_buf_t *out, ctl_format_t f, vkey_t *const *k, size_t n, lon
         quotas_summary(&lim, k[i]->quotas, k[i]->n_quotas);
         const char *row[] = {k[i]->id,         k[i]->tenant_id,
                              k[i]->key_prefix, key_status(k[i], now),
-                             lim.data,         time_text(k[i]->created_unix, ts, sizeof(ts))};
+                             lim.data,         ctl_time_text(k[i]->created_unix, ts, sizeof(ts))};
         table_row(&tb, row);
         sl_buf_free(&lim);
     }
@@ -864,11 +853,11 @@ void ctl_out_key(sl_buf_t *out, ctl_format_t f, const vkey_t *k, long long now)
         sl_buf_printf(&b, "%s%s/%s", i ? ", " : "", k->fallbacks[i]->provider, k->fallbacks[i]->model);
     field_line(out, "fallbacks:", b.len ? b.data : "");
     field_line(out, "metadata:", k->metadata_json[0] ? k->metadata_json : "{}");
-    field_line(out, "created:", time_text(k->created_unix, ts, sizeof(ts)));
+    field_line(out, "created:", ctl_time_text(k->created_unix, ts, sizeof(ts)));
     if (k->revoked_unix > 0)
-        field_line(out, "revoked:", time_text(k->revoked_unix, ts, sizeof(ts)));
+        field_line(out, "revoked:", ctl_time_text(k->revoked_unix, ts, sizeof(ts)));
     if (k->expires_unix > 0)
-        field_line(out, "expires:", time_text(k->expires_unix, ts, sizeof(ts)));
+        field_line(out, "expires:", ctl_time_text(k->expires_unix, ts, sizeof(ts)));
     sl_buf_free(&b);
 }
 

@@ -47,6 +47,10 @@ void ctl_out_created_key(sl_buf_t *out, ctl_format_t f, const Sluice__Admin__V1_
 void ctl_out_apply(sl_buf_t *out, sl_buf_t *err, ctl_format_t f, const Sluice__Admin__V1__ApplyResponse *r, int dry_run,
                    int verbose);
 
+/* unix_s as "YYYY-MM-DDTHH:MM:SSZ" (UTC) in buf, or "" when it is 0 or less.
+ * Returns buf. */
+const char *ctl_time_text(long long unix_s, char *buf, size_t cap);
+
 /* One-line human summary of a quota ("12000 USD/month", "600 req/min"). */
 void ctl_quota_summary(sl_buf_t *out, const Sluice__Config__V1__Quota *q);
 

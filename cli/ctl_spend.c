@@ -9,7 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "ctl_output.h"
 #include "sl_money.h"
+#include "sl_quota_names.h"
 
 typedef Sluice__Admin__V1__SpendRow row_t;
 typedef Sluice__Admin__V1__QuotaStatus status_t;
@@ -215,38 +217,25 @@ void ctl_out_spend(sl_buf_t *out, ctl_spend_fmt_t f, const Sluice__Admin__V1__Ge
 
 /* ---- quotas ----------------------------------------------------------------------------------- */
 
+/* The words of the quota vocabulary, except that a cost quota is "cost". */
 static const char *metric_word(int m)
 {
-    switch (m) {
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO:
+    if (m == SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO)
         return "cost";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_REQUESTS:
-        return "requests";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_TOKENS:
-        return "tokens";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_CONCURRENT:
-        return "concurrent";
-    default:
-        return "unknown";
-    }
+    const char *name = sl_quota_metric_name(m);
+    return name != NULL ? name : "unknown";
 }
 
 static const char *window_word(int w)
 {
-    static const char *const names[] = {"unknown", "minute", "hour", "day", "week", "month", "total"};
-    return w >= 0 && w < 7 ? names[w] : "unknown";
+    const char *name = sl_quota_window_name(w);
+    return name != NULL ? name : "unknown";
 }
 
-static const char *when(int64_t unix_s, char buf[32])
+/* The start of a status's window, which may be the epoch. */
+static const char *window_start(const status_t *s, char buf[32])
 {
-    buf[0] = '\0';
-    if (unix_s <= 0)
-        return buf;
-    time_t t = (time_t)unix_s;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) != NULL)
-        strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return buf;
+    return s->window_start_unix > 0 ? ctl_time_text(s->window_start_unix, buf, 32) : "1970-01-01T00:00:00Z";
 }
 
 /* An amount in the quota's unit as text: USD for cost quotas. */
@@ -279,9 +268,8 @@ void ctl_out_quotas(sl_buf_t *out, ctl_spend_fmt_t f, const Sluice__Admin__V1__G
             sl_buf_printf(out, ", \"metric\": \"%s\", \"window\": \"%s\"", metric_word(q->metric),
                           window_word(q->window));
             if (s->window_end_unix > 0)
-                sl_buf_printf(out, ", \"window_start\": \"%s\", \"window_end\": \"%s\"",
-                              s->window_start_unix > 0 ? when(s->window_start_unix, a) : "1970-01-01T00:00:00Z",
-                              when(s->window_end_unix, b));
+                sl_buf_printf(out, ", \"window_start\": \"%s\", \"window_end\": \"%s\"", window_start(s, a),
+                              ctl_time_text(s->window_end_unix, b, sizeof(b)));
             sl_buf_printf(out, ", \"limit\": %lld, \"used\": %lld, \"outstanding\": %lld, \"remaining\": %lld",
                           (long long)q->limit, (long long)s->used, (long long)s->outstanding, (long long)s->remaining);
             if (q->metric == SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO) {
@@ -320,10 +308,8 @@ void ctl_out_quotas(sl_buf_t *out, ctl_spend_fmt_t f, const Sluice__Admin__V1__G
             sl_buf_puts(out, ",");
             ctl_csv_field(out, q->provider);
             sl_buf_printf(out, ",%s,%s,%s,%s,%s,%s,%s,%s\n", metric_word(q->metric), window_word(q->window),
-                          s->window_end_unix > 0
-                              ? (s->window_start_unix > 0 ? when(s->window_start_unix, a) : "1970-01-01T00:00:00Z")
-                              : "",
-                          s->window_end_unix > 0 ? when(s->window_end_unix, b) : "", lim, used, outs, rem);
+                          s->window_end_unix > 0 ? window_start(s, a) : "",
+                          ctl_time_text(s->window_end_unix, b, sizeof(b)), lim, used, outs, rem);
             continue;
         }
         char scope[300], what[200];
@@ -331,7 +317,7 @@ void ctl_out_quotas(sl_buf_t *out, ctl_spend_fmt_t f, const Sluice__Admin__V1__G
         snprintf(what, sizeof(what), "%s%s%s%s", q->provider, q->provider[0] != '\0' ? ":" : "", metric_word(q->metric),
                  q->metric == SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO ? " USD" : "");
         const char *resets = q->window == SLUICE__CONFIG__V1__QUOTA_WINDOW__QUOTA_WINDOW_TOTAL ? "never"
-                             : s->window_end_unix > 0 ? when(s->window_end_unix, b)
+                             : s->window_end_unix > 0 ? ctl_time_text(s->window_end_unix, b, sizeof(b))
                                                       : "-";
         const char *v[9] = {scope, what, q->id, window_word(q->window), resets, lim, used, outs, rem};
         if (q->metric == SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_CONCURRENT)

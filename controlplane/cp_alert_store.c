@@ -238,6 +238,12 @@ const char *cp_alert_scope_str(const cp_scope_pb *s, cp_arena_t *a)
 
 /* ---- reading ---------------------------------------------------------------------- */
 
+/* Ends a SELECT of alert_sinks or alert_rules: only the names in the JSON
+ * array $1 (all when $1 is NULL), in name order. */
+#define NAMED                                                                                                          \
+    " WHERE ($1::jsonb IS NULL OR name IN (SELECT jsonb_array_elements_text($1::jsonb)))"                              \
+    " ORDER BY name COLLATE \"C\""
+
 static char *sink_aad(cp_arena_t *a, const char *name)
 {
     return cp_arena_printf(a, "alert_sink/%s", name);
@@ -247,11 +253,9 @@ int cp_alert_store_sinks(cp_db_t *db, const char *names_json, const cp_keys_t *k
                          size_t *n, sl_err_t *err)
 {
     const char *params[1] = {names_json};
-    PGresult *r = cp_db_query(db,
-                              "SELECT name, kind, url, secret_env, encode(ciphertext, 'hex'), key_id FROM alert_sinks"
-                              " WHERE ($1::jsonb IS NULL OR name IN (SELECT jsonb_array_elements_text($1::jsonb)))"
-                              " ORDER BY name COLLATE \"C\"",
-                              1, params, err);
+    PGresult *r =
+        cp_db_query(db, "SELECT name, kind, url, secret_env, encode(ciphertext, 'hex'), key_id FROM alert_sinks" NAMED,
+                    1, params, err);
     if (r == NULL)
         return err->code;
     size_t rows = (size_t)PQntuples(r);
@@ -325,9 +329,7 @@ int cp_alert_store_rules(cp_db_t *db, const char *names_json, cp_arena_t *a, cp_
     PGresult *r = cp_db_query(db,
                               "SELECT name, kind, scope_kind, scope_id, array_to_json(thresholds_micro)::text,"
                               " sensitivity_micro, min_hourly_nano, threshold_micro, window_seconds, min_requests,"
-                              " severity, array_to_json(sinks)::text FROM alert_rules"
-                              " WHERE ($1::jsonb IS NULL OR name IN (SELECT jsonb_array_elements_text($1::jsonb)))"
-                              " ORDER BY name COLLATE \"C\"",
+                              " severity, array_to_json(sinks)::text FROM alert_rules" NAMED,
                               1, params, err);
     if (r == NULL)
         return err->code;
@@ -366,47 +368,19 @@ int cp_alert_store_rules(cp_db_t *db, const char *names_json, cp_arena_t *a, cp_
 
 /* ---- field renderings ------------------------------------------------------------ */
 
-static void add(cp_fields_t *f, cp_arena_t *a, const char *name, const char *value, size_t len, int secret)
-{
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 16;
-        cp_field_t *v = cp_arena_alloc(a, cap * sizeof(*v));
-        if (f->n > 0)
-            memcpy(v, f->v, f->n * sizeof(*v));
-        f->v = v;
-        f->cap = cap;
-    }
-    f->v[f->n++] = (cp_field_t){name, value, len, secret};
-}
-
-static void add_str(cp_fields_t *f, cp_arena_t *a, const char *name, const char *value)
-{
-    add(f, a, name, value, strlen(value), 0);
-}
-
-static const char *quoted(cp_arena_t *a, const char *s)
-{
-    json_t *j = json_string(s);
-    char *d = j != NULL ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    json_decref(j);
-    const char *out = cp_arena_strdup(a, d != NULL ? d : "\"?\"");
-    free(d);
-    return out;
-}
-
 static void fields_sink(const cp_sink_pb *s, cp_arena_t *a, cp_fields_t *out)
 {
-    add_str(out, a, "kind", quoted(a, s->kind));
-    add_str(out, a, "url", quoted(a, s->url));
-    add_str(out, a, "secret_env", quoted(a, s->secret_env));
-    add(out, a, "secret", (const char *)s->secret.data, s->secret.len, 1);
+    cp_fields_add_str(out, a, "kind", cp_diff_quoted(a, s->kind));
+    cp_fields_add_str(out, a, "url", cp_diff_quoted(a, s->url));
+    cp_fields_add_str(out, a, "secret_env", cp_diff_quoted(a, s->secret_env));
+    cp_fields_add(out, a, "secret", (const char *)s->secret.data, s->secret.len, 1);
 }
 
 static void fields_rule(const cp_rule_pb *r, cp_arena_t *a, cp_fields_t *out)
 {
     char b[32];
-    add_str(out, a, "kind", quoted(a, r->kind));
-    add_str(out, a, "scope", quoted(a, cp_alert_scope_str(r->scope, a)));
+    cp_fields_add_str(out, a, "kind", cp_diff_quoted(a, r->kind));
+    cp_fields_add_str(out, a, "scope", cp_diff_quoted(a, cp_alert_scope_str(r->scope, a)));
     if (strcmp(r->kind, "budget_threshold") == 0) {
         sl_buf_t t = {0};
         sl_buf_puts(&t, "[");
@@ -415,31 +389,25 @@ static void fields_rule(const cp_rule_pb *r, cp_arena_t *a, cp_fields_t *out)
             sl_buf_printf(&t, "%s%s", i ? ", " : "", b);
         }
         sl_buf_puts(&t, "]");
-        add_str(out, a, "thresholds", cp_arena_strdup(a, t.data));
+        cp_fields_add_str(out, a, "thresholds", cp_arena_strdup(a, t.data));
         sl_buf_free(&t);
     } else if (strcmp(r->kind, "spend_anomaly") == 0) {
         cp_alert_fraction(r->sensitivity_micro, b);
-        add_str(out, a, "sensitivity", r->sensitivity_micro ? cp_arena_strdup(a, b) : "default");
+        cp_fields_add_str(out, a, "sensitivity", r->sensitivity_micro ? cp_arena_strdup(a, b) : "default");
         sl_usd_format(r->min_hourly_nano, 9, b, sizeof(b));
-        add_str(out, a, "min_hourly_usd", r->min_hourly_nano ? cp_arena_strdup(a, b) : "default");
+        cp_fields_add_str(out, a, "min_hourly_usd", r->min_hourly_nano ? cp_arena_strdup(a, b) : "default");
     } else if (strcmp(r->kind, "error_rate") == 0) {
         cp_alert_fraction(r->threshold_micro, b);
-        add_str(out, a, "threshold", cp_arena_strdup(a, b));
-        add_str(out, a, "min_requests",
-                r->min_requests ? cp_arena_printf(a, "%lld", (long long)r->min_requests) : "default");
+        cp_fields_add_str(out, a, "threshold", cp_arena_strdup(a, b));
+        cp_fields_add_str(out, a, "min_requests",
+                          r->min_requests ? cp_arena_printf(a, "%lld", (long long)r->min_requests) : "default");
     }
     if (strcmp(r->kind, "error_rate") == 0 || strcmp(r->kind, "circuit_open") == 0) {
         sl_duration_format(r->window_seconds * 1000, b, sizeof(b));
-        add_str(out, a, "window", r->window_seconds ? cp_arena_strdup(a, b) : "default");
+        cp_fields_add_str(out, a, "window", r->window_seconds ? cp_arena_strdup(a, b) : "default");
     }
-    add_str(out, a, "severity", r->severity[0] != '\0' ? quoted(a, r->severity) : "default");
-    json_t *arr = json_array();
-    for (size_t i = 0; i < r->n_sinks; i++)
-        json_array_append_new(arr, json_string(r->sinks[i]));
-    char *d = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    add_str(out, a, "sinks", cp_arena_strdup(a, d != NULL ? d : "[]"));
-    free(d);
+    cp_fields_add_str(out, a, "severity", r->severity[0] != '\0' ? cp_diff_quoted(a, r->severity) : "default");
+    cp_fields_add_str(out, a, "sinks", cp_diff_list(a, r->sinks, r->n_sinks));
 }
 
 /* ---- apply -------------------------------------------------------------------------- */
@@ -470,17 +438,6 @@ static void push_str(cp_arena_t *a, char ***v, size_t *n, char *s)
         memcpy(nv, *v, *n * sizeof(char *));
     nv[(*n)++] = s;
     *v = nv;
-}
-
-static cp_change_pb *make_change(cp_arena_t *a, const char *kind, const char *id, const cp_fields_t *old,
-                                 const cp_fields_t *new_)
-{
-    cp_change_pb *c = cp_arena_msg(a, &sluice__admin__v1__change__descriptor);
-    c->kind = (char *)kind;
-    c->id = cp_arena_strdup(a, id);
-    size_t nd = cp_diff_fields(old, new_, a, &c->details, &c->n_details);
-    c->action = old == NULL ? "create" : (nd > 0 ? "update" : "unchanged");
-    return c;
 }
 
 static int doc_has_sink(const cp_doc_pb *d, const char *name)
@@ -567,7 +524,7 @@ int cp_alert_plan(cp_db_t *db, const cp_keys_t *keys, const cp_doc_pb *doc, int 
             fields_sink(old, a, &of);
         fields_sink(s, a, &nf);
         push_plan(a, plans, nplans,
-                  (cp_alert_plan_t){make_change(a, "alert_sink", s->name, old ? &of : NULL, &nf), "alert_sink", s});
+                  (cp_alert_plan_t){cp_diff_change(a, "alert_sink", s->name, old ? &of : NULL, &nf), "alert_sink", s});
     }
     for (size_t i = 0; i < doc->n_alert_rules; i++) {
         const cp_rule_pb *r = doc->alert_rules[i], *old = NULL;
@@ -596,7 +553,7 @@ int cp_alert_plan(cp_db_t *db, const cp_keys_t *keys, const cp_doc_pb *doc, int 
             fields_rule(old, a, &of);
         fields_rule(r, a, &nf);
         push_plan(a, plans, nplans,
-                  (cp_alert_plan_t){make_change(a, "alert_rule", r->name, old ? &of : NULL, &nf), "alert_rule", r});
+                  (cp_alert_plan_t){cp_diff_change(a, "alert_rule", r->name, old ? &of : NULL, &nf), "alert_rule", r});
     }
     return 0;
 }

@@ -167,17 +167,6 @@ struct plan {
     int credentials_changed; /* providers */
 };
 
-static cp_change_pb *make_change(cp_arena_t *a, const char *kind, const char *id, const cp_fields_t *old,
-                                 const cp_fields_t *new_, size_t *ndiff)
-{
-    cp_change_pb *c = cp_arena_msg(a, &sluice__admin__v1__change__descriptor);
-    c->kind = (char *)kind;
-    c->id = cp_arena_strdup(a, id);
-    *ndiff = cp_diff_fields(old, new_, a, &c->details, &c->n_details);
-    c->action = old == NULL ? "create" : (*ndiff > 0 ? "update" : "unchanged");
-    return c;
-}
-
 static int credentials_differ(const cp_fields_t *old, const cp_fields_t *new_)
 {
     /* any field whose name starts with "credential " differs or is missing */
@@ -230,15 +219,14 @@ static int check_time_zone(cp_db_t *db, const cp_tenant_pb *t, sl_err_t *err)
 /* Diffs the document against cur into plans; warnings go to w. */
 static int plan_all(cp_db_t *db, const cp_doc_pb *doc, const struct current *cur, const cp_apply_opts_t *opts, cp_arena_t *a, struct vec *plans, struct vec *w, sl_err_t *err)
 {
-    size_t nd;
-#define PLAN(kind_, ekind, id_, ent, oldf, newf, isnew)                                                               \
-    do {                                                                                                              \
-        struct plan *p = cp_arena_alloc(a, sizeof(*p));                                                               \
-        p->change = make_change(a, kind_, id_, oldf, newf, &nd);                                                      \
-        p->entity_kind = ekind;                                                                                       \
-        p->entity = ent;                                                                                              \
-        p->is_new = isnew;                                                                                            \
-        vec_push(plans, a, p);                                                                                        \
+#define PLAN(kind_, ekind, id_, ent, oldf, newf, isnew)                                                                \
+    do {                                                                                                               \
+        struct plan *p = cp_arena_alloc(a, sizeof(*p));                                                                \
+        p->change = cp_diff_change(a, kind_, id_, oldf, newf);                                                         \
+        p->entity_kind = ekind;                                                                                        \
+        p->entity = ent;                                                                                               \
+        p->is_new = isnew;                                                                                             \
+        vec_push(plans, a, p);                                                                                         \
     } while (0)
 
     for (size_t i = 0; i < doc->n_tenants; i++) {

@@ -13,7 +13,7 @@
 
 #include <jansson.h>
 
-static void add(cp_fields_t *f, cp_arena_t *a, const char *name, const char *value, size_t len, int secret)
+void cp_fields_add(cp_fields_t *f, cp_arena_t *a, const char *name, const char *value, size_t len, int secret)
 {
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 16;
@@ -26,13 +26,12 @@ static void add(cp_fields_t *f, cp_arena_t *a, const char *name, const char *val
     f->v[f->n++] = (cp_field_t){name, value, len, secret};
 }
 
-static void add_str(cp_fields_t *f, cp_arena_t *a, const char *name, const char *value)
+void cp_fields_add_str(cp_fields_t *f, cp_arena_t *a, const char *name, const char *value)
 {
-    add(f, a, name, value, strlen(value), 0);
+    cp_fields_add(f, a, name, value, strlen(value), 0);
 }
 
-/* "value" with JSON string escaping, so odd characters stay visible. */
-static const char *quoted(cp_arena_t *a, const char *s)
+const char *cp_diff_quoted(cp_arena_t *a, const char *s)
 {
     json_t *j = json_string(s);
     char *d = j != NULL ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
@@ -50,7 +49,7 @@ static const char *canon_json(cp_arena_t *a, const char *json)
     return out;
 }
 
-static const char *list(cp_arena_t *a, char **items, size_t n)
+const char *cp_diff_list(cp_arena_t *a, char *const *items, size_t n)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
@@ -85,61 +84,62 @@ static void quotas(cp_fields_t *f, cp_arena_t *a, cp_quota_pb *const *q, size_t 
         char key[200], val[120];
         cp_quota_key(q[i], key, sizeof(key));
         cp_quota_value(q[i], val, sizeof(val));
-        add_str(f, a, cp_arena_printf(a, "quota %s", key), cp_arena_strdup(a, val));
+        cp_fields_add_str(f, a, cp_arena_printf(a, "quota %s", key), cp_arena_strdup(a, val));
     }
 }
 
 void cp_fields_tenant(const cp_tenant_pb *t, cp_arena_t *a, cp_fields_t *out)
 {
-    add_str(out, a, "name", quoted(a, t->name));
-    add_str(out, a, "metadata", canon_json(a, t->metadata_json));
-    add_str(out, a, "time_zone", quoted(a, cp_tenant_time_zone(t->time_zone)));
+    cp_fields_add_str(out, a, "name", cp_diff_quoted(a, t->name));
+    cp_fields_add_str(out, a, "metadata", canon_json(a, t->metadata_json));
+    cp_fields_add_str(out, a, "time_zone", cp_diff_quoted(a, cp_tenant_time_zone(t->time_zone)));
     quotas(out, a, t->quotas, t->n_quotas);
 }
 
 void cp_fields_vkey(const cp_vkey_pb *k, cp_arena_t *a, cp_fields_t *out)
 {
-    add_str(out, a, "tenant_id", quoted(a, k->tenant_id));
-    add_str(out, a, "allowed_providers", list(a, k->allowed_providers, k->n_allowed_providers));
-    add_str(out, a, "allowed_models", list(a, k->allowed_models, k->n_allowed_models));
+    cp_fields_add_str(out, a, "tenant_id", cp_diff_quoted(a, k->tenant_id));
+    cp_fields_add_str(out, a, "allowed_providers", cp_diff_list(a, k->allowed_providers, k->n_allowed_providers));
+    cp_fields_add_str(out, a, "allowed_models", cp_diff_list(a, k->allowed_models, k->n_allowed_models));
     char **fb = cp_arena_ptrs(a, k->n_fallbacks);
     for (size_t i = 0; i < k->n_fallbacks; i++)
         fb[i] = cp_arena_printf(a, "%s/%s", k->fallbacks[i]->provider, k->fallbacks[i]->model);
-    add_str(out, a, "fallbacks", list(a, fb, k->n_fallbacks));
-    add_str(out, a, "metadata", canon_json(a, k->metadata_json));
-    add_str(out, a, "budget_reset", quoted(a, k->budget_reset));
+    cp_fields_add_str(out, a, "fallbacks", cp_diff_list(a, fb, k->n_fallbacks));
+    cp_fields_add_str(out, a, "metadata", canon_json(a, k->metadata_json));
+    cp_fields_add_str(out, a, "budget_reset", cp_diff_quoted(a, k->budget_reset));
     if (k->expires_unix > 0) {
         time_t t = (time_t)k->expires_unix;
         struct tm tm;
         char buf[40];
         gmtime_r(&t, &tm);
         strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-        add_str(out, a, "expires_at", cp_arena_strdup(a, buf));
+        cp_fields_add_str(out, a, "expires_at", cp_arena_strdup(a, buf));
     } else {
-        add_str(out, a, "expires_at", "never");
+        cp_fields_add_str(out, a, "expires_at", "never");
     }
     quotas(out, a, k->quotas, k->n_quotas);
 }
 
 void cp_fields_provider(const cp_provider_pb *p, cp_arena_t *a, cp_fields_t *out)
 {
-    add_str(out, a, "kind", quoted(a, p->kind));
-    add_str(out, a, "base_url", quoted(a, p->base_url));
-    add_str(out, a, "params", params(a, p->params, p->n_params));
-    add_str(out, a, "connect_timeout_ms", i64(a, p->connect_timeout_ms));
-    add_str(out, a, "first_byte_timeout_ms", i64(a, p->first_byte_timeout_ms));
-    add_str(out, a, "idle_timeout_ms", i64(a, p->idle_timeout_ms));
-    add_str(out, a, "total_timeout_ms", i64(a, p->total_timeout_ms));
+    cp_fields_add_str(out, a, "kind", cp_diff_quoted(a, p->kind));
+    cp_fields_add_str(out, a, "base_url", cp_diff_quoted(a, p->base_url));
+    cp_fields_add_str(out, a, "params", params(a, p->params, p->n_params));
+    cp_fields_add_str(out, a, "connect_timeout_ms", i64(a, p->connect_timeout_ms));
+    cp_fields_add_str(out, a, "first_byte_timeout_ms", i64(a, p->first_byte_timeout_ms));
+    cp_fields_add_str(out, a, "idle_timeout_ms", i64(a, p->idle_timeout_ms));
+    cp_fields_add_str(out, a, "total_timeout_ms", i64(a, p->total_timeout_ms));
     for (size_t i = 0; i < p->n_credentials; i++) {
         const cp_cred_pb *c = p->credentials[i];
         char id[160];
         cp_cred_id(c->id, i, id, sizeof(id));
-        const char *q = quoted(a, id);
-        add_str(out, a, cp_arena_printf(a, "credential %s weight", q), i64(a, c->weight));
-        add_str(out, a, cp_arena_printf(a, "credential %s secret_env", q), quoted(a, c->secret_env));
-        add_str(out, a, cp_arena_printf(a, "credential %s params", q),
-                params(a, (cp_param_pb *const *)c->params, c->n_params));
-        add(out, a, cp_arena_printf(a, "credential %s secret", q), (const char *)c->secret.data, c->secret.len, 1);
+        const char *q = cp_diff_quoted(a, id);
+        cp_fields_add_str(out, a, cp_arena_printf(a, "credential %s weight", q), i64(a, c->weight));
+        cp_fields_add_str(out, a, cp_arena_printf(a, "credential %s secret_env", q), cp_diff_quoted(a, c->secret_env));
+        cp_fields_add_str(out, a, cp_arena_printf(a, "credential %s params", q),
+                          params(a, (cp_param_pb *const *)c->params, c->n_params));
+        cp_fields_add(out, a, cp_arena_printf(a, "credential %s secret", q), (const char *)c->secret.data,
+                      c->secret.len, 1);
     }
 }
 
@@ -152,10 +152,10 @@ static const char *usd_micro(cp_arena_t *a, int64_t v)
 
 void cp_fields_model(const cp_model_pb *m, cp_arena_t *a, cp_fields_t *out)
 {
-    add_str(out, a, "input_usd_per_mtok", usd_micro(a, m->input_micro_per_mtok));
-    add_str(out, a, "output_usd_per_mtok", usd_micro(a, m->output_micro_per_mtok));
-    add_str(out, a, "cached_input_usd_per_mtok", usd_micro(a, m->cached_input_micro_per_mtok));
-    add_str(out, a, "max_output_tokens", i64(a, m->max_output_tokens));
+    cp_fields_add_str(out, a, "input_usd_per_mtok", usd_micro(a, m->input_micro_per_mtok));
+    cp_fields_add_str(out, a, "output_usd_per_mtok", usd_micro(a, m->output_micro_per_mtok));
+    cp_fields_add_str(out, a, "cached_input_usd_per_mtok", usd_micro(a, m->cached_input_micro_per_mtok));
+    cp_fields_add_str(out, a, "max_output_tokens", i64(a, m->max_output_tokens));
 }
 
 static const cp_field_t *find(const cp_fields_t *f, const char *name)
@@ -213,4 +213,15 @@ size_t cp_diff_fields(const cp_fields_t *old, const cp_fields_t *new_, cp_arena_
         ndiff++;
     }
     return ndiff;
+}
+
+cp_change_pb *cp_diff_change(cp_arena_t *a, const char *kind, const char *id, const cp_fields_t *old,
+                             const cp_fields_t *new_)
+{
+    cp_change_pb *c = cp_arena_msg(a, &sluice__admin__v1__change__descriptor);
+    c->kind = (char *)kind;
+    c->id = cp_arena_strdup(a, id);
+    size_t ndiff = cp_diff_fields(old, new_, a, &c->details, &c->n_details);
+    c->action = old == NULL ? "create" : (ndiff > 0 ? "update" : "unchanged");
+    return c;
 }

@@ -1,7 +1,7 @@
 /*
- * cp_quota.h - the quota vocabulary: proto enums <-> the text stored in
- * PostgreSQL (quotas.metric, quotas."window", quotas.on_unavailable) and the
- * words shown to operators in diffs.
+ * cp_quota.h - quotas as the control plane checks them and shows them to
+ * operators in diffs. The names of metrics, windows and policies (the text
+ * stored in PostgreSQL) are in sl_quota_names.h.
  */
 #ifndef CP_QUOTA_H
 #define CP_QUOTA_H
@@ -10,16 +10,6 @@
 
 #include "cp_pb.h"
 #include "sl_err.h"
-
-/* Database text of an enum value, or NULL when unspecified/unknown. */
-const char *cp_quota_metric_str(int metric);
-const char *cp_quota_window_str(int window);
-const char *cp_quota_on_unavailable_str(int policy);
-
-/* Inverse mappings; 0 (unspecified) for unknown text. */
-int cp_quota_metric_parse(const char *s);
-int cp_quota_window_parse(const char *s);
-int cp_quota_on_unavailable_parse(const char *s);
 
 /* Checks a quota: metric and window set and known, policy known, limit
  * >= 0. what names the owner for the message ("virtual key \"vk\""). */

@@ -5,6 +5,7 @@
 #include "cp_lease.h"
 #include "cp_quota.h"
 #include "cp_service.h"
+#include "sl_quota_names.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -210,10 +211,10 @@ int cp_admin_get_quota_status(cp_unary_ctx_t *ctx, const ProtobufCMessage *req, 
         cp_quota_pb *qu = cp_arena_msg(ctx->arena, CP_DESC(quota));
         qu->id = cp_arena_strdup(ctx->arena, cp_db_str(r, i, 0));
         qu->provider = cp_arena_strdup(ctx->arena, cp_db_str(r, i, 3));
-        qu->metric = cp_quota_metric_parse(cp_db_str(r, i, 4));
-        qu->window = cp_quota_window_parse(cp_db_str(r, i, 5));
+        qu->metric = sl_quota_metric_parse(cp_db_str(r, i, 4));
+        qu->window = sl_quota_window_parse(cp_db_str(r, i, 5));
         qu->limit = cp_db_i64(r, i, 6);
-        qu->on_unavailable = cp_quota_on_unavailable_parse(cp_db_str(r, i, 7));
+        qu->on_unavailable = sl_quota_on_unavailable_parse(cp_db_str(r, i, 7));
         s->quota = qu;
         s->scope_kind = cp_arena_strdup(ctx->arena, cp_db_str(r, i, 1));
         s->scope_id = cp_arena_strdup(ctx->arena, cp_db_str(r, i, 2));

@@ -10,6 +10,7 @@
 #include "cp_validate.h"
 #include "sl_crypto.h"
 #include "sl_log.h"
+#include "sl_quota_names.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -166,10 +167,10 @@ static int load_quotas(cp_db_t *db, const char *scope, void **owners, const char
         for (int j = start; j < row; j++) {
             cp_quota_pb *x = cp_arena_msg(a, CP_DESC(quota));
             x->provider = cp_arena_strdup(a, cp_db_str(r, j, 1));
-            x->metric = cp_quota_metric_parse(cp_db_str(r, j, 2));
-            x->window = cp_quota_window_parse(cp_db_str(r, j, 3));
+            x->metric = sl_quota_metric_parse(cp_db_str(r, j, 2));
+            x->window = sl_quota_window_parse(cp_db_str(r, j, 3));
             x->limit = cp_db_i64(r, j, 4);
-            x->on_unavailable = cp_quota_on_unavailable_parse(cp_db_str(r, j, 5));
+            x->on_unavailable = sl_quota_on_unavailable_parse(cp_db_str(r, j, 5));
             x->id = cp_arena_strdup(a, cp_db_str(r, j, 6));
             q[j - start] = x;
         }
@@ -455,10 +456,9 @@ static int put_quotas(cp_db_t *db, const char *scope, const char *id, cp_quota_p
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:s}", "provider", q[i]->provider, "metric",
-                                             cp_quota_metric_str(q[i]->metric), "window",
-                                             cp_quota_window_str(q[i]->window), "limit_value",
-                                             (json_int_t)q[i]->limit, "on_unavailable",
-                                             cp_quota_on_unavailable_str(q[i]->on_unavailable)));
+                                             sl_quota_metric_name(q[i]->metric), "window",
+                                             sl_quota_window_name(q[i]->window), "limit_value", (json_int_t)q[i]->limit,
+                                             "on_unavailable", sl_quota_on_unavailable_name(q[i]->on_unavailable)));
     char *json = json_dumps(arr, JSON_COMPACT);
     json_decref(arr);
     if (json == NULL)

@@ -25,6 +25,7 @@
 #include "sl_json.h"
 #include "sl_log.h"
 #include "sl_money.h"
+#include "sl_quota_names.h"
 
 #define MOD "quota"
 #define POLL_MS 5
@@ -600,26 +601,9 @@ void dp_quota_add_headers(h2o_req_t *req, const dp_snapshot_t *snap, const dp_ke
 
 /* ---- GET /v1/sluice/usage ----------------------------------------------- */
 
-static const char *metric_name(int m)
+static const char *name_or_unknown(const char *name)
 {
-    switch (m) {
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_COST_NANO:
-        return "cost_nano";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_REQUESTS:
-        return "requests";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_TOKENS:
-        return "tokens";
-    case SLUICE__CONFIG__V1__QUOTA_METRIC__QUOTA_METRIC_CONCURRENT:
-        return "concurrent";
-    default:
-        return "unknown";
-    }
-}
-
-static const char *window_name(int w)
-{
-    static const char *const names[] = {"unknown", "minute", "hour", "day", "week", "month", "total"};
-    return w >= 0 && w < 7 ? names[w] : "unknown";
+    return name != NULL ? name : "unknown";
 }
 
 static size_t json_str(char *p, const char *s)
@@ -665,7 +649,8 @@ static size_t quota_json(char *p, const quota_pb *q, const char *scope, int64_t 
     n += (size_t)sprintf(p + n, "{\"id\":");
     n += json_str(p + n, q->id != NULL ? q->id : "");
     n += (size_t)sprintf(p + n, ",\"scope\":\"%s\",\"metric\":\"%s\",\"window\":\"%s\",\"provider\":", scope,
-                         metric_name(metric), window_name((int)q->window));
+                         name_or_unknown(sl_quota_metric_name(metric)),
+                         name_or_unknown(sl_quota_window_name((int)q->window)));
     n += json_str(p + n, q->provider != NULL ? q->provider : "");
     n += (size_t)sprintf(p + n, ",\"limit\":%lld,\"on_unavailable\":\"%s\"", (long long)q->limit,
                          dp_lease_is_open(metric, q->on_unavailable) ? "open" : "closed");

@@ -43,7 +43,8 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 
-from harness import BUILD, REPO, Cluster, Postgres, Receiver, binary, chat, http_request, wait_for  # noqa: E402
+from harness import (BUILD, REPO, Cluster, Postgres, Receiver, binary, chat, http_request,  # noqa: E402
+                     mock_provider, wait_for)
 
 SECTIONS = ("openai", "providers", "quota", "reports", "alerts")
 PROMPT = "Say hello to the benchmark in a few words"
@@ -58,32 +59,22 @@ REPORT_KEYS = 1000                    # keys per set in the reports section
 MODELS = {"openai": "gpt-4o", "anthropic": "claude-sonnet-4-6",
           "bedrock": "anthropic.claude-3-5-sonnet-20240620-v1:0", "vertex": "gemini-2.0-flash"}
 
-CONFIG_YAML = """\
+
+def config_yaml(port, sa):
+    """The bench tenant, its keys and the four providers, all served by the mock
+    at port (sa: the Vertex service-account file)."""
+    aws_key = "{access_key_id_env: BENCH_AWS_KEY_ID, secret_access_key_env: BENCH_AWS_SECRET}"
+    vertex_key = f'{{id: sa, service_account_file: "{sa}"}}'
+    vertex_params = (f'{{project: {VERTEX_PROJECT}, location: {VERTEX_LOCATION}, '
+                     f'token_uri: "http://127.0.0.1:{port}/token"}}')
+    return f"""\
 tenants:
 - {{id: bench, name: Benchmark}}
 providers:
-- name: openai
-  kind: openai
-  base_url: http://127.0.0.1:{port}/v1
-  keys:
-  - secret_env: MOCK_API_KEY
-- name: anthropic
-  kind: anthropic
-  base_url: http://127.0.0.1:{port}
-  keys:
-  - secret_env: MOCK_API_KEY
-- name: bedrock
-  kind: bedrock
-  base_url: http://127.0.0.1:{port}
-  params: {{region: {region}}}
-  keys:
-  - {{access_key_id_env: BENCH_AWS_KEY_ID, secret_access_key_env: BENCH_AWS_SECRET}}
-- name: vertex
-  kind: vertex
-  base_url: http://127.0.0.1:{port}
-  params: {{project: {project}, location: {location}, token_uri: "http://127.0.0.1:{port}/token"}}
-  keys:
-  - {{id: sa, service_account_file: "{sa}"}}
+{mock_provider("openai", "openai", port)}
+{mock_provider("anthropic", "anthropic", port)}
+{mock_provider("bedrock", "bedrock", port, aws_key, params=f"{{region: {AWS_REGION}}}")}
+{mock_provider("vertex", "vertex", port, vertex_key, params=vertex_params)}
 models:
 - {{provider: openai, model: gpt-4o, input_usd_per_mtok: 2.50, output_usd_per_mtok: 10.00}}
 - {{provider: anthropic, model: claude-sonnet-4-6, input_usd_per_mtok: 3, output_usd_per_mtok: 15}}
@@ -746,8 +737,7 @@ def main():
                                                 "--api-key", cluster.mock_key, "--google-sa", sa])
         ctx.update(mock_port=mock.ports[0], mock_key=cluster.mock_key)
         os.environ.update(BENCH_AWS_KEY_ID=AWS_KEY_ID, BENCH_AWS_SECRET=AWS_SECRET)
-        ctx["keys"] = cluster.apply(CONFIG_YAML.format(port=ctx["mock_port"], region=AWS_REGION,
-                                                       project=VERTEX_PROJECT, location=VERTEX_LOCATION, sa=sa))
+        ctx["keys"] = cluster.apply(config_yaml(ctx["mock_port"], sa))
         dp = cluster.start_dataplane("bench-1", threads=args.threads, extra=["--request-log", "off"])
         cluster.wait_ready(dp)
         ctx["dp"] = dp

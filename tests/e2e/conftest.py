@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import REPO, Cluster, Postgres  # noqa: E402
+from harness import REPO, Cluster, Postgres, mock_provider  # noqa: E402
 
 SEED_YAML = """\
 virtual_keys:
@@ -38,11 +38,7 @@ virtual_keys:
 def mock_provider_yaml(port, name="openai"):
     return f"""\
 providers:
-- name: {name}
-  kind: openai
-  base_url: http://127.0.0.1:{port}/v1
-  keys:
-  - secret_env: MOCK_API_KEY
+{mock_provider(name, "openai", port)}
 models:
 - {{provider: openai, model: gpt-4o, input_usd_per_mtok: 2.50, output_usd_per_mtok: 10.00, cached_input_usd_per_mtok: 1.25}}
 - {{provider: openai, model: gpt-4o-mini, input_usd_per_mtok: 0.15, output_usd_per_mtok: 0.60}}

@@ -348,6 +348,18 @@ def chat(port, secret, model="gpt-4o", content="hello there gateway", stream=Fal
                         headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/json"})
 
 
+def mock_provider(name, kind, port, key="secret_env: MOCK_API_KEY", **fields):
+    """One item of a `providers:` list, for a provider the mock at port serves:
+    base_url is the mock as the kind's SDK addresses it (with /v1 for the
+    OpenAI kinds, the bare origin for the others), key its one credential and
+    fields more members, as YAML text (params="{region: us-east-1}")."""
+    path = "/v1" if kind in ("openai", "openai_compatible") else ""
+    lines = [f"- name: {name}", f"  kind: {kind}", f"  base_url: http://127.0.0.1:{port}{path}"]
+    lines += [f"  {field}: {value}" for field, value in fields.items()]
+    lines += ["  keys:", f"  - {key}"]
+    return "\n".join(lines)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -13,32 +13,21 @@ import time
 
 import pytest
 
-from harness import chat, free_port, http_request, sse_events, wait_for
+from harness import chat, free_port, http_request, mock_provider, sse_events, wait_for
 
 FIRST_BYTE_MS = 800
 
 
+MAIN_KEY = "{id: main, secret_env: MOCK_API_KEY}"
+
+
 def config(primary_port, backup_port, dead_port, breaker_failures=3):
+    breaker = f'{{breaker_failures: "{breaker_failures}", breaker_cooldown_ms: "600000"}}'
     return f"""\
 providers:
-- name: primary
-  kind: openai
-  base_url: http://127.0.0.1:{primary_port}/v1
-  first_byte_timeout_ms: {FIRST_BYTE_MS}
-  params: {{breaker_failures: "{breaker_failures}", breaker_cooldown_ms: "600000"}}
-  keys:
-  - {{id: main, secret_env: MOCK_API_KEY}}
-- name: backup
-  kind: openai_compatible
-  base_url: http://127.0.0.1:{backup_port}/v1
-  keys:
-  - {{id: main, secret_env: MOCK_API_KEY}}
-- name: dead
-  kind: openai
-  base_url: http://127.0.0.1:{dead_port}/v1
-  params: {{breaker_failures: "{breaker_failures}", breaker_cooldown_ms: "600000"}}
-  keys:
-  - {{id: main, secret_env: MOCK_API_KEY}}
+{mock_provider("primary", "openai", primary_port, MAIN_KEY, first_byte_timeout_ms=FIRST_BYTE_MS, params=breaker)}
+{mock_provider("backup", "openai_compatible", backup_port, MAIN_KEY)}
+{mock_provider("dead", "openai", dead_port, MAIN_KEY, params=breaker)}
 models:
 - {{provider: primary, model: gpt-4o, input_usd_per_mtok: 2.50, output_usd_per_mtok: 10.00}}
 - {{provider: backup, model: gpt-4o-mini, input_usd_per_mtok: 0.15, output_usd_per_mtok: 0.60}}
@@ -353,19 +342,11 @@ def test_failover_between_translating_providers(cluster, monkeypatch):
     monkeypatch.setenv("FO_AWS_AK", "AKIAMOCKLLMTEST00001")
     monkeypatch.setenv("FO_AWS_SK", "mockllm/TEST/secret/0000000000000000000000")
     port = cluster.mock_port
+    bedrock_key = "{access_key_id_env: FO_AWS_AK, secret_access_key_env: FO_AWS_SK}"
     secret = cluster.apply(f"""\
 providers:
-- name: anthropic
-  kind: anthropic
-  base_url: http://127.0.0.1:{port}
-  keys:
-  - {{secret_env: MOCK_API_KEY}}
-- name: bedrock
-  kind: bedrock
-  base_url: http://127.0.0.1:{port}
-  params: {{region: us-east-1}}
-  keys:
-  - {{access_key_id_env: FO_AWS_AK, secret_access_key_env: FO_AWS_SK}}
+{mock_provider("anthropic", "anthropic", port)}
+{mock_provider("bedrock", "bedrock", port, bedrock_key, params="{region: us-east-1}")}
 models:
 - {{provider: anthropic, model: claude-sonnet-4-6, input_usd_per_mtok: 3, output_usd_per_mtok: 15}}
 - {{provider: bedrock, model: anthropic.claude-sonnet-4-6, input_usd_per_mtok: 3, output_usd_per_mtok: 15}}

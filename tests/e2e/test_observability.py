@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import pytest
 
-from harness import REPO, Cluster, chat, http_request, wait_for
+from harness import REPO, Cluster, chat, http_request, mock_provider, wait_for
 
 PROMPT_MARKER = "zebra-quartz-marker"
 
@@ -59,18 +59,11 @@ CP_FAMILIES = {
 
 
 def config(primary_port, backup_port):
+    key = "{id: main, secret_env: MOCK_API_KEY}"
     return f"""\
 providers:
-- name: openai
-  kind: openai
-  base_url: http://127.0.0.1:{primary_port}/v1
-  keys:
-  - {{id: main, secret_env: MOCK_API_KEY}}
-- name: backup
-  kind: openai_compatible
-  base_url: http://127.0.0.1:{backup_port}/v1
-  keys:
-  - {{id: main, secret_env: MOCK_API_KEY}}
+{mock_provider("openai", "openai", primary_port, key)}
+{mock_provider("backup", "openai_compatible", backup_port, key)}
 models:
 - {{provider: openai, model: gpt-4o, input_usd_per_mtok: 2.50, output_usd_per_mtok: 10.00}}
 - {{provider: backup, model: gpt-4o, input_usd_per_mtok: 1.25, output_usd_per_mtok: 5.00}}

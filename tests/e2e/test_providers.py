@@ -4,13 +4,16 @@ usage in the ledger equal to what the mock reported, priced exactly."""
 
 import json
 
-from harness import chat, http_request, sse_events, wait_for
+from harness import chat, http_request, mock_provider, sse_events, wait_for
 
 # ---- anthropic ------------------------------------------------------------------
 
 CLAUDE_IN_NANO = 3000        # $3.00 per million input tokens
 CLAUDE_CACHED_NANO = 300     # $0.30 per million cached input tokens
 CLAUDE_OUT_NANO = 15000      # $15.00 per million output tokens
+
+# A system prompt and a user message: 3 + (4 + 3) + (4 + 3) = 17 prompt tokens
+TERSE_MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "one two three"}]
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
@@ -21,11 +24,7 @@ def anthropic_yaml(port):
     # Anthropic's base URL is the bare origin, as in Anthropic's SDKs
     return f"""\
 providers:
-- name: anthropic
-  kind: anthropic
-  base_url: http://127.0.0.1:{port}
-  keys:
-  - secret_env: MOCK_API_KEY
+{mock_provider("anthropic", "anthropic", port)}
 models:
 - {{provider: anthropic, model: claude-sonnet-4-6, input_usd_per_mtok: 3, output_usd_per_mtok: 15, cached_input_usd_per_mtok: 0.30, max_output_tokens: 8192}}
 virtual_keys:
@@ -68,13 +67,26 @@ def chunks_of(resp):
     return [json.loads(e) for e in events[:-1]]
 
 
+def check_stream_with_usage(dp, secret, model):
+    """Streams a 7-word answer with include_usage: a role chunk, deltas that join
+    to the reply text, one "length" finish, then the usage chunk."""
+    chunks = chunks_of(chat(dp.api_port, secret, model=model, stream=True, max_tokens=7,
+                            extra={"stream_options": {"include_usage": True}}))
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == "mock word1 word2 word3 word4 word5 word6"
+    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert finish == ["length"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 7
+
+
 def test_anthropic_chat_stream_and_cache_usage_priced_exactly(cluster):
     dp, secret = anthropic_setup(cluster)
 
     # non-streaming, system prompt extracted, max_tokens below the mock's 1024 used in full
     resp = chat(dp.api_port, secret, model="claude-sonnet-4-6", max_tokens=5,
-                extra={"messages": [{"role": "system", "content": "You are terse."},
-                                    {"role": "user", "content": "one two three"}]})
+                extra={"messages": TERSE_MESSAGES})
     assert resp.status == 200, resp.body
     assert resp.header("x-sluice-provider") == "anthropic"
     assert resp.header("x-sluice-model") == "claude-sonnet-4-6"
@@ -102,16 +114,7 @@ def test_anthropic_chat_stream_and_cache_usage_priced_exactly(cluster):
     assert body["choices"][0]["finish_reason"] == "stop"
 
     # streaming with usage: the deltas join to the non-streamed text
-    resp = chat(dp.api_port, secret, model="claude-sonnet-4-6", stream=True, max_tokens=7,
-                extra={"stream_options": {"include_usage": True}})
-    chunks = chunks_of(resp)
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
-    assert text == "mock word1 word2 word3 word4 word5 word6"
-    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
-    assert finish == ["length"]
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 7
+    check_stream_with_usage(dp, secret, "claude-sonnet-4-6")
     # without include_usage no usage chunk reaches the client
     chunks = chunks_of(chat(dp.api_port, secret, model="claude-sonnet-4-6", stream=True, max_tokens=3))
     assert all("usage" not in c for c in chunks)
@@ -471,14 +474,11 @@ class VertexMock:
 
 def vertex_yaml(mock):
     # base_url and the token URI both point at the mock; the key is the account file itself
+    key = f'{{id: sa, service_account_file: "{mock.sa_path}"}}'
+    params = f'{{project: test-project, location: us-central1, token_uri: "http://127.0.0.1:{mock.port}/token"}}'
     return f"""\
 providers:
-- name: vertex
-  kind: vertex
-  base_url: http://127.0.0.1:{mock.port}
-  params: {{project: test-project, location: us-central1, token_uri: "http://127.0.0.1:{mock.port}/token"}}
-  keys:
-  - {{id: sa, service_account_file: "{mock.sa_path}"}}
+{mock_provider("vertex", "vertex", mock.port, key, params=params)}
 models:
 - {{provider: vertex, model: {GEMINI_MODEL}, input_usd_per_mtok: 1.25, output_usd_per_mtok: 10, cached_input_usd_per_mtok: 0.25}}
 - {{provider: vertex, model: "{VERTEX_CLAUDE_MODEL}", input_usd_per_mtok: 3, output_usd_per_mtok: 15, max_output_tokens: 8192}}
@@ -524,8 +524,7 @@ def test_vertex_gemini_chat_stream_tools_and_cache_priced_exactly(cluster):
 
     # non-streaming; the system prompt becomes systemInstruction; a limit below 1024 is used in full
     resp = chat(dp.api_port, secret, model=GEMINI_MODEL, max_tokens=5,
-                extra={"messages": [{"role": "system", "content": "You are terse."},
-                                    {"role": "user", "content": "one two three"}]})
+                extra={"messages": TERSE_MESSAGES})
     assert resp.status == 200, resp.body
     assert resp.header("x-sluice-provider") == "vertex"
     assert resp.header("x-sluice-model") == GEMINI_MODEL
@@ -546,15 +545,7 @@ def test_vertex_gemini_chat_stream_tools_and_cache_priced_exactly(cluster):
     assert body["choices"][0]["message"]["content"] == "mock word1 word2"
 
     # streaming with usage: role chunk, one delta per word, finish, usage, [DONE]
-    chunks = chunks_of(chat(dp.api_port, secret, model=GEMINI_MODEL, stream=True, max_tokens=7,
-                            extra={"stream_options": {"include_usage": True}}))
-    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
-    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
-    assert text == "mock word1 word2 word3 word4 word5 word6"
-    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
-    assert finish == ["length"]
-    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 7
+    check_stream_with_usage(dp, secret, GEMINI_MODEL)
     chunks = chunks_of(chat(dp.api_port, secret, model=GEMINI_MODEL, stream=True, max_tokens=3))
     assert all(c.get("usage") is None for c in chunks)
 
@@ -613,8 +604,7 @@ def test_vertex_gemini_chat_stream_tools_and_cache_priced_exactly(cluster):
 def test_vertex_claude_through_raw_predict(cluster):
     dp, secret, mock = vertex_setup(cluster)
     resp = chat(dp.api_port, secret, model=VERTEX_CLAUDE_MODEL, max_tokens=5,
-                extra={"messages": [{"role": "system", "content": "You are terse."},
-                                    {"role": "user", "content": "one two three"}]})
+                extra={"messages": TERSE_MESSAGES})
     assert resp.status == 200, resp.body
     body = resp.json()
     assert body["choices"][0]["message"]["content"] == "mock word1 word2 word3 word4"

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from conftest import mock_provider_yaml
-from harness import chat, http_request, wait_for
+from harness import chat, http_request, mock_provider, wait_for
 
 COST_NANO = 125000
 RESET_RE = re.compile(r"^(\d+h)?(\d+m)?\d+s$|^\d+ms$")
@@ -234,11 +234,7 @@ def test_key_provider_limit_counts_only_that_provider(base):
     avoid_minute_end(12)
     cluster.apply(f"""\
 providers:
-- name: other
-  kind: openai_compatible
-  base_url: http://127.0.0.1:{cluster.mock_port}/v1
-  keys:
-  - secret_env: MOCK_API_KEY
+{mock_provider("other", "openai_compatible", cluster.mock_port)}
 """, name="other.yaml")
     secret = cluster.apply("""\
 virtual_keys:

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from harness import REPO
+from harness import REPO, mock_provider
 
 SDK_DIR = os.path.join(REPO, "tests", "e2e", "sdk")
 
@@ -52,16 +52,8 @@ def run_script(cache, script, env):
 def config(port):
     return f"""\
 providers:
-- name: openai
-  kind: openai
-  base_url: http://127.0.0.1:{port}/v1
-  keys:
-  - secret_env: MOCK_API_KEY
-- name: anthropic
-  kind: anthropic
-  base_url: http://127.0.0.1:{port}
-  keys:
-  - secret_env: MOCK_API_KEY
+{mock_provider("openai", "openai", port)}
+{mock_provider("anthropic", "anthropic", port)}
 models:
 - {{provider: openai, model: gpt-4o, input_usd_per_mtok: 2.50, output_usd_per_mtok: 10.00}}
 - {{provider: openai, model: text-embedding-3-small, input_usd_per_mtok: 0.02, output_usd_per_mtok: 0}}

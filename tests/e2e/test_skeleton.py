@@ -10,7 +10,7 @@ import time
 import grpc
 
 from conftest import SEED_YAML, mock_provider_yaml
-from harness import chat, http_request, sse_events, wait_for
+from harness import chat, http_request, mock_provider, sse_events, wait_for
 
 GPT4O_IN_NANO_PER_TOKEN = 2500      # $2.50 per million tokens
 GPT4O_OUT_NANO_PER_TOKEN = 10000    # $10.00 per million tokens
@@ -111,11 +111,7 @@ def test_disallowed_provider_or_model_gets_403(seeded):
     cluster, secret = seeded
     created = cluster.apply(f"""\
 providers:
-- name: mistral
-  kind: openai_compatible
-  base_url: http://127.0.0.1:{cluster.mock_port}/v1
-  keys:
-  - secret_env: MOCK_API_KEY
+{mock_provider("mistral", "openai_compatible", cluster.mock_port)}
 virtual_keys:
 - id: vk_mini_only
   customer_id: acme_corp

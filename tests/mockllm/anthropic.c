@@ -203,38 +203,6 @@ static uint64_t blocks_words(json_t *content, int *cached)
     return words;
 }
 
-static int text_mentions_weather(json_t *content)
-{
-    size_t i;
-    json_t *block;
-
-    if (json_is_string(content))
-        return mock_mentions_weather(json_string_value(content), json_string_length(content));
-    json_array_foreach(content, i, block)
-    {
-        json_t *type = json_object_get(block, "type"), *text = json_object_get(block, "text");
-        if (json_is_string(type) && strcmp(json_string_value(type), "text") == 0 && json_is_string(text) &&
-            mock_mentions_weather(json_string_value(text), json_string_length(text)))
-            return 1;
-    }
-    return 0;
-}
-
-/* Index of the reply word a stop sequence names ("mock" 0, "wordN" N), or -1. */
-static long stop_word_index(json_t *seq)
-{
-    if (!json_is_string(seq))
-        return -1;
-    const char *s = json_string_value(seq);
-    if (strcmp(s, "mock") == 0)
-        return 0;
-    if (strncmp(s, "word", 4) != 0 || s[4] < '1' || s[4] > '9')
-        return -1;
-    char *end;
-    long n = strtol(s + 4, &end, 10);
-    return *end == '\0' && n < MOCK_MAX_COMPLETION ? n : -1;
-}
-
 /* Validates and reads the body into *m. Returns 0, or -1 after answering
  * (root released). */
 static int read_request(mock_call_t *call, const mock_anthropic_flavor_t *flavor, json_t *root, msg_t *m, int *stream)
@@ -339,22 +307,17 @@ static int read_request(mock_call_t *call, const mock_anthropic_flavor_t *flavor
     mock_reply_length(1, max_tokens, &m->output_tokens, &limited);
     m->stop_reason = limited ? "max_tokens" : "end_turn";
 
-    json_t *seqs = json_object_get(root, "stop_sequences"), *seq;
-    json_array_foreach(seqs, i, seq)
-    {
-        long k = stop_word_index(seq);
-        if (k >= 0 && (uint32_t)k < m->output_tokens) {
-            m->output_tokens = (uint32_t)k;
-            m->stop_reason = "stop_sequence";
-            m->stop_sequence = mock_escaped_copy(pool, json_string_value(seq), json_string_length(seq));
-        }
+    json_t *stop = mock_reply_stop(json_object_get(root, "stop_sequences"), &m->output_tokens);
+    if (stop != NULL) {
+        m->stop_reason = "stop_sequence";
+        m->stop_sequence = mock_escaped_copy(pool, json_string_value(stop), json_string_length(stop));
     }
 
     json_t *last = json_array_get(messages, json_array_size(messages) - 1);
     json_t *name = json_object_get(json_array_get(tools, 0), "name");
     if (json_is_array(tools) && json_is_string(name) && json_string_length(name) != 0 &&
         strcmp(json_string_value(json_object_get(last, "role")), "user") == 0 &&
-        text_mentions_weather(json_object_get(last, "content"))) {
+        mock_content_mentions_weather(json_object_get(last, "content"), "text")) {
         m->tool_name = mock_escaped_copy(pool, json_string_value(name), json_string_length(name));
         m->stop_reason = "tool_use";
         m->stop_sequence = h2o_iovec_init(NULL, 0);
@@ -524,16 +487,10 @@ static void stream(mock_call_t *call, msg_t *m)
 /* Parses the body as a JSON object; on failure answers 400 and returns NULL. */
 static json_t *parse_body(mock_call_t *call)
 {
-    h2o_req_t *req = call->req;
-    json_t *root = NULL;
+    json_t *root = mock_http_json_body(call->req);
 
-    if (req->entity.base != NULL && req->entity.len != 0)
-        root = json_loadb(req->entity.base, req->entity.len, 0, NULL);
-    if (root == NULL || !json_is_object(root)) {
-        json_decref(root);
+    if (root == NULL)
         send_invalid(call, "There was an error parsing the body of your request. The body must be a JSON object.");
-        return NULL;
-    }
     return root;
 }
 
@@ -544,16 +501,13 @@ void mock_anthropic_messages(mock_call_t *call, const mock_anthropic_flavor_t *f
 
     if ((root = parse_body(call)) == NULL)
         return;
-    msg_t *m = h2o_mem_alloc_pool(&call->req->pool, sizeof(*m));
-    memset(m, 0, sizeof(*m));
+    msg_t *m = mock_call_alloc(call, sizeof(*m));
     if (read_request(call, flavor, root, m, &streamed) != 0)
         return;
     json_decref(root);
 
     call->kind = MOCK_KIND_CHAT;
-    call->usage.prompt_tokens = m->prompt_tokens;
-    call->usage.completion_tokens = m->output_tokens;
-    call->usage.cached_tokens = m->cached_tokens;
+    call->usage = (mock_usage_t){m->prompt_tokens, m->output_tokens, m->cached_tokens};
     if (flavor->version != NULL)
         call->stream_error = mock_anthropic_stream_error;
     add_request_id(call);
@@ -582,8 +536,7 @@ static void on_count_tokens(mock_call_t *call)
     /* count_tokens takes no max_tokens; lend one for the shared checks */
     if (json_object_get(root, "max_tokens") == NULL)
         json_object_set_new(root, "max_tokens", json_integer(1));
-    msg_t *m = h2o_mem_alloc_pool(&call->req->pool, sizeof(*m));
-    memset(m, 0, sizeof(*m));
+    msg_t *m = mock_call_alloc(call, sizeof(*m));
     if (read_request(call, &direct, root, m, &streamed) != 0)
         return;
     json_decref(root);
@@ -600,6 +553,7 @@ static void on_count_tokens(mock_call_t *call)
 static const mock_route_t routes[] = {
     {"POST", "/v1/messages", on_messages},
     {"POST", "/v1/messages/count_tokens", on_count_tokens},
+    {NULL},
 };
 
 const mock_provider_t mock_anthropic_provider = {
@@ -607,7 +561,6 @@ const mock_provider_t mock_anthropic_provider = {
     .id = MOCK_PROVIDER_ANTHROPIC,
     .prefix = "/v1/messages",
     .routes = routes,
-    .num_routes = sizeof(routes) / sizeof(routes[0]),
     .send_fault = send_fault,
     .stream_error = mock_anthropic_stream_error,
     .send_not_found = send_not_found,

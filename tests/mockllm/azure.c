@@ -37,10 +37,8 @@ static void format_error(mock_buf_t *buf, const char *code, const char *message)
 
 static void add_apim_request_id(mock_call_t *call)
 {
-    char id[48];
-    int n =
-        snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012llu", (unsigned long long)(call->seq % 1000000000000ull));
-    mock_http_add_header(call->req, "apim-request-id", id, (size_t)n);
+    char id[40];
+    mock_http_add_header(call->req, "apim-request-id", id, mock_call_uuid(call, id));
 }
 
 static void send_error(mock_call_t *call, int status, const char *code, const char *message)
@@ -146,7 +144,7 @@ static void on_deployment_call(mock_call_t *call)
         return;
     }
 
-    mock_openai_flavor_t *flavor = h2o_mem_alloc_pool(&req->pool, sizeof(*flavor));
+    mock_openai_flavor_t *flavor = mock_call_alloc(call, sizeof(*flavor));
     mock_buf_t model;
     mock_buf_init(&model, &req->pool, (size_t)(slash - name) * 6 + 1);
     mock_buf_append_json_chars(&model, name, (size_t)(slash - name));
@@ -161,6 +159,7 @@ static void on_deployment_call(mock_call_t *call)
 
 static const mock_route_t routes[] = {
     {"POST", PREFIX "*", on_deployment_call},
+    {NULL},
 };
 
 const mock_provider_t mock_azure_provider = {
@@ -168,7 +167,6 @@ const mock_provider_t mock_azure_provider = {
     .id = MOCK_PROVIDER_AZURE,
     .prefix = "/openai/",
     .routes = routes,
-    .num_routes = sizeof(routes) / sizeof(routes[0]),
     .send_fault = send_fault,
     .stream_error = mock_openai_stream_error,
     .send_not_found = send_not_found,

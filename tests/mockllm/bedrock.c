@@ -59,9 +59,7 @@
 static void add_request_id(mock_call_t *call)
 {
     char id[40];
-    int n =
-        snprintf(id, sizeof(id), "00000000-0000-4000-8000-%012llu", (unsigned long long)(call->seq % 1000000000000ull));
-    mock_http_add_header(call->req, "x-amzn-requestid", id, (size_t)n);
+    mock_http_add_header(call->req, "x-amzn-requestid", id, mock_call_uuid(call, id));
 }
 
 /* Answers status with x-amzn-ErrorType type (its namespace appended) and
@@ -85,6 +83,16 @@ static void send_error(mock_call_t *call, int status, const char *type, const ch
 static void send_validation(mock_call_t *call, const char *message)
 {
     send_error(call, 400, "ValidationException", ERROR_NS_BEDROCK, message);
+}
+
+/* The body as a JSON object, or NULL after answering that it is not one. */
+static json_t *read_body(mock_call_t *call)
+{
+    json_t *root = mock_http_json_body(call->req);
+
+    if (root == NULL)
+        send_validation(call, "Malformed input request, please reformat your input and try again.");
+    return root;
 }
 
 static void send_fault(mock_call_t *call, int status)
@@ -245,20 +253,6 @@ static uint64_t blocks_words(json_t *blocks, int *cached)
     return words;
 }
 
-static int blocks_mention_weather(json_t *blocks)
-{
-    size_t i;
-    json_t *b;
-
-    json_array_foreach(blocks, i, b)
-    {
-        json_t *text = json_object_get(b, "text");
-        if (json_is_string(text) && mock_mentions_weather(json_string_value(text), json_string_length(text)))
-            return 1;
-    }
-    return 0;
-}
-
 /* The first toolSpec name offered, or NULL; notes a cachePoint among tools. */
 static json_t *first_tool(json_t *root, int *cached)
 {
@@ -274,17 +268,6 @@ static json_t *first_tool(json_t *root, int *cached)
             name = n;
     }
     return name;
-}
-
-static long stop_word_index(const char *s)
-{
-    if (strcmp(s, "mock") == 0)
-        return 0;
-    if (strncmp(s, "word", 4) != 0 || s[4] < '1' || s[4] > '9')
-        return -1;
-    char *end;
-    long n = strtol(s + 4, &end, 10);
-    return *end == '\0' && n < MOCK_MAX_COMPLETION ? n : -1;
 }
 
 /* Reads a Converse body into *c. Returns 0, or -1 after answering. */
@@ -340,20 +323,13 @@ static int read_converse(mock_call_t *call, json_t *root, conv_t *c)
     int limited;
     mock_reply_length(max != NULL, max != NULL ? json_integer_value(max) : 0, &c->output_tokens, &limited);
     c->stop_reason = limited ? "max_tokens" : "end_turn";
-    json_t *seq;
-    json_array_foreach(json_object_get(config, "stopSequences"), i, seq)
-    {
-        long k = json_is_string(seq) ? stop_word_index(json_string_value(seq)) : -1;
-        if (k >= 0 && (uint32_t)k < c->output_tokens) {
-            c->output_tokens = (uint32_t)k;
-            c->stop_reason = "stop_sequence";
-        }
-    }
+    if (mock_reply_stop(json_object_get(config, "stopSequences"), &c->output_tokens) != NULL)
+        c->stop_reason = "stop_sequence";
 
     json_t *tool = first_tool(root, &cached);
     json_t *last = json_array_get(messages, json_array_size(messages) - 1);
     if (tool != NULL && strcmp(json_string_value(json_object_get(last, "role")), "user") == 0 &&
-        blocks_mention_weather(json_object_get(last, "content"))) {
+        mock_content_mentions_weather(json_object_get(last, "content"), NULL)) {
         c->tool_name = mock_escaped_copy(&call->req->pool, json_string_value(tool), json_string_length(tool));
         c->stop_reason = "tool_use";
     }
@@ -490,17 +466,11 @@ static int next_event(mock_call_t *call, h2o_iovec_t *out)
 static void converse(mock_call_t *call, int streamed)
 {
     h2o_req_t *req = call->req;
-    json_t *root = NULL;
+    json_t *root = read_body(call);
 
-    if (req->entity.base != NULL && req->entity.len != 0)
-        root = json_loadb(req->entity.base, req->entity.len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        send_validation(call, "Malformed input request, please reformat your input and try again.");
+    if (root == NULL)
         return;
-    }
-    conv_t *c = h2o_mem_alloc_pool(&req->pool, sizeof(*c));
-    memset(c, 0, sizeof(*c));
+    conv_t *c = mock_call_alloc(call, sizeof(*c));
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     int rc = read_converse(call, root, c);
     json_decref(root);
@@ -508,9 +478,7 @@ static void converse(mock_call_t *call, int streamed)
         return;
 
     call->kind = MOCK_KIND_CHAT;
-    call->usage.prompt_tokens = c->prompt_tokens;
-    call->usage.completion_tokens = c->output_tokens;
-    call->usage.cached_tokens = c->cached_tokens;
+    call->usage = (mock_usage_t){c->prompt_tokens, c->output_tokens, c->cached_tokens};
     add_request_id(call);
     if (!streamed) {
         respond_converse(call, c);
@@ -640,22 +608,16 @@ static void invoke(mock_call_t *call, h2o_iovec_t model_id)
     h2o_iovec_t model = base_model(model_id);
 
     if (starts_with(model, "anthropic.")) {
-        mock_anthropic_flavor_t *flavor = h2o_mem_alloc_pool(&req->pool, sizeof(*flavor));
-        memset(flavor, 0, sizeof(*flavor));
+        mock_anthropic_flavor_t *flavor = mock_call_alloc(call, sizeof(*flavor));
         flavor->version = MOCK_ANTHROPIC_BEDROCK;
         flavor->model = mock_escaped_copy(&req->pool, model_id.base, model_id.len);
         add_request_id(call);
         mock_anthropic_messages(call, flavor);
         return;
     }
-    json_t *root = NULL;
-    if (req->entity.base != NULL && req->entity.len != 0)
-        root = json_loadb(req->entity.base, req->entity.len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        send_validation(call, "Malformed input request, please reformat your input and try again.");
+    json_t *root = read_body(call);
+    if (root == NULL)
         return;
-    }
     add_request_id(call);
     if (starts_with(model, "amazon.titan-embed-text-v2") || starts_with(model, "amazon.titan-embed-text-v1") ||
         starts_with(model, "amazon.titan-embed-g1-text"))
@@ -698,6 +660,7 @@ static void on_model_call(mock_call_t *call)
 
 static const mock_route_t routes[] = {
     {"POST", "/model/*", on_model_call},
+    {NULL},
 };
 
 const mock_provider_t mock_bedrock_provider = {
@@ -705,7 +668,6 @@ const mock_provider_t mock_bedrock_provider = {
     .id = MOCK_PROVIDER_BEDROCK,
     .prefix = "/model/",
     .routes = routes,
-    .num_routes = sizeof(routes) / sizeof(routes[0]),
     .send_fault = send_fault,
     .stream_error = stream_error,
     .send_not_found = send_not_found,

@@ -12,6 +12,7 @@
 #include "call.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http.h"
@@ -73,6 +74,18 @@ void mock_call_begin(h2o_req_t *req, const mock_settings_t *settings, const mock
         }
     }
     run(call);
+}
+
+void *mock_call_alloc(mock_call_t *call, size_t size)
+{
+    void *p = h2o_mem_alloc_pool(&call->req->pool, size);
+    memset(p, 0, size);
+    return p;
+}
+
+size_t mock_call_uuid(const mock_call_t *call, char *dst)
+{
+    return (size_t)sprintf(dst, "00000000-0000-4000-8000-%012llu", (unsigned long long)(call->seq % 1000000000000ull));
 }
 
 static void count_sent(mock_call_t *call, int status, int streamed)

@@ -62,6 +62,14 @@ struct st_mock_call_t {
     unsigned _done : 1;
 };
 
+/* Zeroed memory from the request's pool: it lives as long as the call. */
+void *mock_call_alloc(mock_call_t *call, size_t size);
+
+/* The call's number shaped as a UUID, "00000000-0000-4000-8000-" and 12
+ * digits (AWS and Azure request ids), into dst (at least 40 bytes).
+ * Returns its length. */
+size_t mock_call_uuid(const mock_call_t *call, char *dst);
+
 /* Starts handling req with route of provider. */
 void mock_call_begin(h2o_req_t *req, const mock_settings_t *settings, const mock_provider_t *provider,
                      const mock_route_t *route);

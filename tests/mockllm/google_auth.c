@@ -410,6 +410,7 @@ done:
 
 static const mock_route_t routes[] = {
     {"POST", "/token", on_token},
+    {NULL},
 };
 
 const mock_provider_t mock_google_oauth_provider = {
@@ -418,7 +419,6 @@ const mock_provider_t mock_google_oauth_provider = {
     .aux = 1,
     .prefix = "/token/",
     .routes = routes,
-    .num_routes = sizeof(routes) / sizeof(routes[0]),
     .init = init,
     .send_fault = send_fault,
     .send_not_found = send_not_found,

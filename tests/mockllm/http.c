@@ -176,3 +176,16 @@ void mock_http_drop_connection(h2o_req_t *req)
     h2o_start_response(req, &generator);
     h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
 }
+
+json_t *mock_http_json_body(const h2o_req_t *req)
+{
+    json_t *root = NULL;
+
+    if (req->entity.base != NULL && req->entity.len != 0)
+        root = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}

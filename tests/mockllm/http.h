@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include <h2o.h>
+#include <jansson.h>
 
 #define MOCK_CT_JSON "application/json"
 #define MOCK_CT_TEXT "text/plain; charset=utf-8"
@@ -43,6 +44,11 @@ h2o_iovec_t mock_http_form_param(h2o_mem_pool_t *pool, h2o_iovec_t form, const c
 
 /* Percent-decodes s[0..len) into pool ('+' kept as is). */
 h2o_iovec_t mock_http_percent_decode(h2o_mem_pool_t *pool, const char *s, size_t len);
+
+/* The request body as a JSON object (release it with json_decref), or NULL
+ * when the body is empty, not JSON or not an object: the caller answers in
+ * its provider's words. */
+json_t *mock_http_json_body(const h2o_req_t *req);
 
 /*
  * Adds a response header. name must be lower case and static (it is not

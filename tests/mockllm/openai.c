@@ -214,34 +214,16 @@ static int check_auth(mock_call_t *call)
 /* Parses the body as a JSON object; on failure answers 400 and returns NULL. */
 static json_t *parse_body(mock_call_t *call)
 {
-    h2o_req_t *req = call->req;
-    json_t *root = NULL;
+    json_t *root = mock_http_json_body(call->req);
 
-    if (req->entity.base != NULL && req->entity.len != 0)
-        root = json_loadb(req->entity.base, req->entity.len, 0, NULL);
-    if (root == NULL || !json_is_object(root)) {
-        json_decref(root);
-        send_invalid_request(
-            call,
-            "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
-            "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
-            "sent was not valid JSON. If you have trouble figuring out how to fix this, please contact "
-            "us through our help center at help.openai.com.)",
-            NULL, NULL);
-        return NULL;
-    }
+    if (root == NULL)
+        send_invalid_request(call,
+                             "We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+                             "using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was "
+                             "sent was not valid JSON. If you have trouble figuring out how to fix this, please "
+                             "contact us through our help center at help.openai.com.)",
+                             NULL, NULL);
     return root;
-}
-
-/* Copies a JSON string value into the pool, escaped for direct output. */
-static h2o_iovec_t escaped_copy(h2o_mem_pool_t *pool, json_t *str)
-{
-    mock_buf_t buf;
-    size_t len = json_string_length(str);
-
-    mock_buf_init(&buf, pool, len + 16);
-    mock_buf_append_json_chars(&buf, json_string_value(str), len);
-    return h2o_iovec_init(buf.base, buf.len);
 }
 
 static const char *json_type_name(json_t *v)
@@ -320,21 +302,6 @@ static uint64_t content_words(json_t *content)
     return words;
 }
 
-static int content_mentions_weather(json_t *content)
-{
-    if (json_is_string(content))
-        return mock_mentions_weather(json_string_value(content), json_string_length(content));
-    size_t i;
-    json_t *part;
-    json_array_foreach(content, i, part)
-    {
-        json_t *text = json_object_get(part, "text");
-        if (json_is_string(text) && mock_mentions_weather(json_string_value(text), json_string_length(text)))
-            return 1;
-    }
-    return 0;
-}
-
 /* The name of the tool to call (the first function offered) when the tool
  * trigger fires, else NULL. */
 static json_t *tool_to_call(json_t *root, json_t *messages)
@@ -344,7 +311,8 @@ static json_t *tool_to_call(json_t *root, json_t *messages)
     json_t *role = json_object_get(last, "role");
 
     if (!json_is_array(tools) || json_array_size(tools) == 0 || !json_is_string(role) ||
-        strcmp(json_string_value(role), "user") != 0 || !content_mentions_weather(json_object_get(last, "content")))
+        strcmp(json_string_value(role), "user") != 0 ||
+        !mock_content_mentions_weather(json_object_get(last, "content"), NULL))
         return NULL;
     json_t *name = json_object_get(json_object_get(json_array_get(tools, 0), "function"), "name");
     return json_is_string(name) && json_string_length(name) != 0 ? name : NULL;
@@ -569,8 +537,7 @@ void mock_openai_chat(mock_call_t *call, const mock_openai_flavor_t *flavor)
 
     if ((root = parse_body(call)) == NULL)
         return;
-    chat = h2o_mem_alloc_pool(pool, sizeof(*chat));
-    memset(chat, 0, sizeof(*chat));
+    chat = mock_call_alloc(call, sizeof(*chat));
     chat->flavor = flavor;
 
     if (flavor->model.base != NULL) {
@@ -582,7 +549,7 @@ void mock_openai_chat(mock_call_t *call, const mock_openai_flavor_t *flavor)
             send_invalid_request(call, "you must provide a model parameter", NULL, NULL);
             return;
         }
-        chat->model = escaped_copy(pool, v);
+        chat->model = mock_escaped_copy(pool, json_string_value(v), json_string_length(v));
     }
 
     json_t *messages = json_object_get(root, "messages");
@@ -614,7 +581,7 @@ void mock_openai_chat(mock_call_t *call, const mock_openai_flavor_t *flavor)
         chat->cached_tokens = chat->prompt_tokens / 2;
     json_t *tool = tool_to_call(root, messages);
     if (tool != NULL)
-        chat->tool_name = escaped_copy(pool, tool);
+        chat->tool_name = mock_escaped_copy(pool, json_string_value(tool), json_string_length(tool));
 
     if (read_token_limit(call, root, chat) != 0)
         return;
@@ -644,9 +611,7 @@ void mock_openai_chat(mock_call_t *call, const mock_openai_flavor_t *flavor)
     json_decref(root);
 
     call->kind = MOCK_KIND_CHAT;
-    call->usage.prompt_tokens = chat->prompt_tokens;
-    call->usage.completion_tokens = chat->completion_tokens;
-    call->usage.cached_tokens = chat->cached_tokens;
+    call->usage = (mock_usage_t){chat->prompt_tokens, chat->completion_tokens, chat->cached_tokens};
     add_request_id(call);
     if (stream)
         stream_chat(call, chat);
@@ -803,7 +768,7 @@ void mock_openai_embeddings(mock_call_t *call, const mock_openai_flavor_t *flavo
             send_invalid_request(call, "you must provide a model parameter", NULL, NULL);
             return;
         }
-        model = escaped_copy(pool, v);
+        model = mock_escaped_copy(pool, json_string_value(v), json_string_length(v));
     }
 
     v = json_object_get(root, "dimensions");
@@ -888,6 +853,7 @@ static const mock_route_t routes[] = {
     {"POST", "/v1/embeddings", on_embeddings},
     {"GET", "/v1/models", on_list_models},
     {"GET", "/v1/models/*", on_get_model},
+    {NULL},
 };
 
 const mock_provider_t mock_openai_provider = {
@@ -895,7 +861,6 @@ const mock_provider_t mock_openai_provider = {
     .id = MOCK_PROVIDER_OPENAI,
     .prefix = "/",
     .routes = routes,
-    .num_routes = sizeof(routes) / sizeof(routes[0]),
     .send_fault = send_fault,
     .stream_error = mock_openai_stream_error,
     .send_not_found = send_not_found,

@@ -81,8 +81,7 @@ typedef struct st_mock_provider_t {
      */
     int aux;
     const char *prefix; /* paths this provider answers 404 for when no route matches */
-    const mock_route_t *routes;
-    size_t num_routes;
+    const mock_route_t *routes; /* ends with an entry whose method is NULL */
     /* Called once at startup before serving; may be NULL. Returns 0 or -1
      * after printing why to stderr. */
     int (*init)(const mock_settings_t *settings);

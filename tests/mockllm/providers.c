@@ -64,8 +64,7 @@ const mock_route_t *mock_providers_route(const h2o_req_t *req, const mock_provid
 
     for (size_t i = 0; i != NUM_PROVIDERS; ++i) {
         const mock_provider_t *p = providers[i];
-        for (size_t j = 0; j != p->num_routes; ++j) {
-            const mock_route_t *r = &p->routes[j];
+        for (const mock_route_t *r = p->routes; r->method != NULL; ++r) {
             if (path_matches(r->path, path) && req->method.len == strlen(r->method) &&
                 memcmp(req->method.base, r->method, req->method.len) == 0) {
                 *provider = p;

@@ -11,6 +11,8 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 const char *const mock_tool_args_pieces[MOCK_TOOL_ARGS_PIECES] = {"{\"location\": ", "\"Par", "is\"}"};
 
@@ -72,6 +74,52 @@ int mock_mentions_weather(const char *s, size_t n)
             return 1;
     }
     return 0;
+}
+
+int mock_content_mentions_weather(json_t *content, const char *block_type)
+{
+    size_t i;
+    json_t *block;
+
+    if (json_is_string(content))
+        return mock_mentions_weather(json_string_value(content), json_string_length(content));
+    json_array_foreach(content, i, block)
+    {
+        json_t *type = json_object_get(block, "type"), *text = json_object_get(block, "text");
+        if (block_type != NULL && (!json_is_string(type) || strcmp(json_string_value(type), block_type) != 0))
+            continue;
+        if (json_is_string(text) && mock_mentions_weather(json_string_value(text), json_string_length(text)))
+            return 1;
+    }
+    return 0;
+}
+
+/* Index of the reply word s names ("mock" 0, "wordN" N), or -1. */
+static long stop_word_index(const char *s)
+{
+    if (strcmp(s, "mock") == 0)
+        return 0;
+    if (strncmp(s, "word", 4) != 0 || s[4] < '1' || s[4] > '9')
+        return -1;
+    char *end;
+    long n = strtol(s + 4, &end, 10);
+    return *end == '\0' && n < MOCK_MAX_COMPLETION ? n : -1;
+}
+
+json_t *mock_reply_stop(json_t *stop_sequences, uint32_t *n)
+{
+    json_t *stop = NULL, *seq;
+    size_t i;
+
+    json_array_foreach(stop_sequences, i, seq)
+    {
+        long k = json_is_string(seq) ? stop_word_index(json_string_value(seq)) : -1;
+        if (k >= 0 && (uint32_t)k < *n) {
+            *n = (uint32_t)k;
+            stop = seq;
+        }
+    }
+    return stop;
 }
 
 void mock_reply_length(int has_limit, int64_t limit, uint32_t *n, int *limited)

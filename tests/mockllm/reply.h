@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include <h2o.h>
+#include <jansson.h>
 
 #include "buf.h"
 
@@ -52,6 +53,22 @@ uint64_t mock_count_words(const char *s, size_t n);
 
 /* Whether s contains "weather" in any letter case. */
 int mock_mentions_weather(const char *s, size_t n);
+
+/*
+ * Whether the text of a message mentions the weather, for the tool trigger:
+ * content is a string, or an array of blocks whose "text" strings count;
+ * with block_type, only blocks whose "type" is block_type count (Anthropic's
+ * typed blocks).
+ */
+int mock_content_mentions_weather(json_t *content, const char *block_type);
+
+/*
+ * Applies a request's stop sequences (a JSON array; anything else holds
+ * none) to a reply of *n words: a sequence equal to reply word k ("mock" is
+ * word 0, "wordK" word K) with k < *n ends the reply before it (*n = k).
+ * Returns the last sequence that shortened the reply, or NULL.
+ */
+json_t *mock_reply_stop(json_t *stop_sequences, uint32_t *n);
 
 /* FNV-1a over p[0..n), continuing from h (start with MOCK_FNV_OFFSET). */
 #define MOCK_FNV_OFFSET 0xcbf29ce484222325ull

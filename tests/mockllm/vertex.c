@@ -167,20 +167,6 @@ static uint64_t parts_words(json_t *parts)
     return words;
 }
 
-static int parts_mention_weather(json_t *parts)
-{
-    size_t i;
-    json_t *p;
-
-    json_array_foreach(parts, i, p)
-    {
-        json_t *text = json_object_get(p, "text");
-        if (json_is_string(text) && mock_mentions_weather(json_string_value(text), json_string_length(text)))
-            return 1;
-    }
-    return 0;
-}
-
 static json_t *first_function(json_t *root)
 {
     json_t *tools = json_object_get(root, "tools"), *t;
@@ -193,17 +179,6 @@ static json_t *first_function(json_t *root)
             return name;
     }
     return NULL;
-}
-
-static long stop_word_index(const char *s)
-{
-    if (strcmp(s, "mock") == 0)
-        return 0;
-    if (strncmp(s, "word", 4) != 0 || s[4] < '1' || s[4] > '9')
-        return -1;
-    char *end;
-    long n = strtol(s + 4, &end, 10);
-    return *end == '\0' && n < MOCK_MAX_COMPLETION ? n : -1;
 }
 
 /* Reads a generateContent body into *g. Returns 0, or -1 after answering. */
@@ -250,21 +225,14 @@ static int read_generate(mock_call_t *call, json_t *root, gen_t *g)
     int limited;
     mock_reply_length(max != NULL, max != NULL ? json_integer_value(max) : 0, &g->output_tokens, &limited);
     g->finish_reason = limited ? "MAX_TOKENS" : "STOP";
-    json_t *seq;
-    json_array_foreach(json_object_get(config, "stopSequences"), i, seq)
-    {
-        long k = json_is_string(seq) ? stop_word_index(json_string_value(seq)) : -1;
-        if (k >= 0 && (uint32_t)k < g->output_tokens) {
-            g->output_tokens = (uint32_t)k;
-            g->finish_reason = "STOP";
-        }
-    }
+    if (mock_reply_stop(json_object_get(config, "stopSequences"), &g->output_tokens) != NULL)
+        g->finish_reason = "STOP";
 
     json_t *fn = first_function(root);
     json_t *last = json_array_get(contents, json_array_size(contents) - 1);
     json_t *role = json_object_get(last, "role");
     if (fn != NULL && (role == NULL || strcmp(json_string_value(role), "user") == 0) &&
-        parts_mention_weather(json_object_get(last, "parts"))) {
+        mock_content_mentions_weather(json_object_get(last, "parts"), NULL)) {
         g->tool_name = mock_escaped_copy(&call->req->pool, json_string_value(fn), json_string_length(fn));
         g->finish_reason = "STOP";
     }
@@ -353,17 +321,13 @@ static int next_chunk(mock_call_t *call, h2o_iovec_t *out)
 static void generate(mock_call_t *call, h2o_iovec_t model, int streamed)
 {
     h2o_req_t *req = call->req;
-    json_t *root = NULL;
+    json_t *root = mock_http_json_body(req);
 
-    if (req->entity.base != NULL && req->entity.len != 0)
-        root = json_loadb(req->entity.base, req->entity.len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    if (root == NULL) {
         send_invalid(call, "Invalid JSON payload received.");
         return;
     }
-    gen_t *g = h2o_mem_alloc_pool(&req->pool, sizeof(*g));
-    memset(g, 0, sizeof(*g));
+    gen_t *g = mock_call_alloc(call, sizeof(*g));
     g->model = mock_escaped_copy(&req->pool, model.base, model.len);
     int rc = read_generate(call, root, g);
     json_decref(root);
@@ -375,9 +339,7 @@ static void generate(mock_call_t *call, h2o_iovec_t model, int streamed)
     strftime(g->create_time, sizeof(g->create_time), "%Y-%m-%dT%H:%M:%S.000000Z", &tm);
 
     call->kind = MOCK_KIND_CHAT;
-    call->usage.prompt_tokens = g->prompt_tokens;
-    call->usage.completion_tokens = g->output_tokens;
-    call->usage.cached_tokens = g->cached_tokens;
+    call->usage = (mock_usage_t){g->prompt_tokens, g->output_tokens, g->cached_tokens};
     if (!streamed) {
         mock_buf_t buf;
         h2o_iovec_t text = mock_reply_text(g->output_tokens);
@@ -404,10 +366,7 @@ static void generate(mock_call_t *call, h2o_iovec_t model, int streamed)
 static void predict(mock_call_t *call)
 {
     h2o_req_t *req = call->req;
-    json_t *root = NULL;
-
-    if (req->entity.base != NULL && req->entity.len != 0)
-        root = json_loadb(req->entity.base, req->entity.len, 0, NULL);
+    json_t *root = mock_http_json_body(req);
     json_t *instances = json_object_get(root, "instances"), *inst;
     if (!json_is_array(instances) || json_array_size(instances) == 0) {
         json_decref(root);
@@ -518,8 +477,7 @@ static void on_project_call(mock_call_t *call)
             send_model_not_found(call, path);
             return;
         }
-        mock_anthropic_flavor_t *flavor = h2o_mem_alloc_pool(&call->req->pool, sizeof(*flavor));
-        memset(flavor, 0, sizeof(*flavor));
+        mock_anthropic_flavor_t *flavor = mock_call_alloc(call, sizeof(*flavor));
         flavor->version = MOCK_ANTHROPIC_VERTEX;
         flavor->model = mock_escaped_copy(&call->req->pool, model.base, model.len);
         flavor->force_stream = stream_raw;
@@ -531,6 +489,7 @@ static void on_project_call(mock_call_t *call)
 
 static const mock_route_t routes[] = {
     {"POST", "/v1/projects/*", on_project_call},
+    {NULL},
 };
 
 const mock_provider_t mock_vertex_provider = {
@@ -538,7 +497,6 @@ const mock_provider_t mock_vertex_provider = {
     .id = MOCK_PROVIDER_VERTEX,
     .prefix = "/v1/projects/",
     .routes = routes,
-    .num_routes = sizeof(routes) / sizeof(routes[0]),
     .send_fault = send_fault,
     .stream_error = stream_error_sse,
     .send_not_found = send_not_found,

@@ -30,6 +30,7 @@
 #include "sluice/admin/v1/admin.pb-c.h"
 
 #define TOKEN "test-admin-token"
+#define PAGE 500 /* sluicectl's page size */
 
 /* ---- a fake Admin service ------------------------------------------------------ */
 
@@ -47,6 +48,10 @@ typedef struct fake {
     size_t last_providers;
     char last_secret[64];
     char last_tenant_filter[64];
+    /* ListTenants: 0 one tenant; else PAGE tenants t0000... after "", one
+     * more after the last of them; 2 ignores after_id (repeats page one) */
+    int tenant_pages;
+    int list_tenant_calls;
     Sluice__Config__V1__VirtualKey *last_created; /* owned */
 } fake_t;
 
@@ -172,6 +177,28 @@ static grpc_status_code handle(fake_t *f, const char *method, grpc_byte_buffer *
         ck.key = f->last_created;
         ck.secret = "sk-sluice-CREATED";
         *resp = &ck.base;
+        return GRPC_STATUS_OK;
+    }
+    if (strcmp(method, "/sluice.admin.v1.Admin/ListTenants") == 0 && f->tenant_pages) {
+        static Sluice__Config__V1__Tenant many[PAGE], *manyp[PAGE];
+        static char ids[PAGE + 1][16];
+        Sluice__Admin__V1__ListTenantsRequest *req = NULL;
+        assert_int_equal(
+            sl_bb_to_pb(in, &sluice__admin__v1__list_tenants_request__descriptor, (ProtobufCMessage **)&req), 0);
+        assert_int_equal(req->limit, PAGE);
+        int first = req->after_id[0] == '\0' || f->tenant_pages == 2 ? 0 : atoi(req->after_id + 1) + 1;
+        protobuf_c_message_free_unpacked(&req->base, NULL);
+        f->list_tenant_calls++;
+        lt = (Sluice__Admin__V1__ListTenantsResponse)SLUICE__ADMIN__V1__LIST_TENANTS_RESPONSE__INIT;
+        for (int i = first; i <= PAGE && lt.n_tenants < PAGE; i++) {
+            snprintf(ids[i], sizeof(ids[i]), "t%04d", i);
+            many[lt.n_tenants] = (Sluice__Config__V1__Tenant)SLUICE__CONFIG__V1__TENANT__INIT;
+            many[lt.n_tenants].id = ids[i];
+            manyp[lt.n_tenants] = &many[lt.n_tenants];
+            lt.n_tenants++;
+        }
+        lt.tenants = manyp;
+        *resp = &lt.base;
         return GRPC_STATUS_OK;
     }
     if (strcmp(method, "/sluice.admin.v1.Admin/ListTenants") == 0 ||
@@ -390,6 +417,19 @@ static void clear_env(void)
     memset(env_vars, 0, sizeof(env_vars));
 }
 
+/* Starts the fake, with SLUICE_SERVER naming it and the right admin token in
+ * SLUICE_ADMIN_TOKEN (and nothing else in the environment). */
+static fake_t *fake_start_in_env(void)
+{
+    fake_t *f = fake_start();
+    clear_env();
+    env_vars[0][0] = "SLUICE_SERVER";
+    env_vars[0][1] = f->target;
+    env_vars[1][0] = "SLUICE_ADMIN_TOKEN";
+    env_vars[1][1] = TOKEN;
+    return f;
+}
+
 /* ---- tests ---------------------------------------------------------------------------- */
 
 static void test_usage_errors_exit_2(void **state)
@@ -563,12 +603,7 @@ static void test_apply_against_fake_server(void **state)
 
 static void test_keys_and_tenants_against_fake_server(void **state)
 {
-    clear_env();
-    fake_t *f = fake_start();
-    env_vars[0][0] = "SLUICE_SERVER";
-    env_vars[0][1] = f->target;
-    env_vars[1][0] = "SLUICE_ADMIN_TOKEN";
-    env_vars[1][1] = TOKEN;
+    fake_t *f = fake_start_in_env();
 
     expect(RUN("keys", "get", "vk_acme_prod"), 0, "id:                vk_acme_prod\n", "");
     expect(RUN("keys", "get", "nope"), 1, "", "error: NOT_FOUND: virtual key \"nope\" not found\n");
@@ -611,6 +646,39 @@ static void test_keys_and_tenants_against_fake_server(void **state)
     fake_stop(f);
 }
 
+/* Lines of text (each ends in a newline). */
+static size_t lines(const char *text)
+{
+    size_t n = 0;
+    for (; *text != '\0'; text++)
+        n += *text == '\n';
+    return n;
+}
+
+static void test_lists_every_page(void **state)
+{
+    fake_t *f = fake_start_in_env();
+
+    f->tenant_pages = 1;
+    result_t r = RUN("tenants", "list");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(lines(r.out), 1 + PAGE + 1); /* the header, a full page and one more */
+    assert_non_null(strstr(r.out, "\nt0000 "));
+    assert_non_null(strstr(r.out, "\nt0500 "));
+    assert_int_equal(f->list_tenant_calls, 2);
+    result_free(&r);
+
+    /* a server that ignores after_id: the repeated page ends the listing */
+    f->tenant_pages = 2;
+    f->list_tenant_calls = 0;
+    r = RUN("tenants", "list");
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(lines(r.out), 1 + PAGE);
+    assert_int_equal(f->list_tenant_calls, 2);
+    result_free(&r);
+    fake_stop(f);
+}
+
 static void test_status_names(void **state)
 {
     assert_string_equal(ctl_status_name(GRPC_STATUS_NOT_FOUND), "NOT_FOUND");
@@ -634,6 +702,7 @@ int main(void)
         cmocka_unit_test(test_connection_refused_is_clear),
         cmocka_unit_test(test_apply_against_fake_server),
         cmocka_unit_test(test_keys_and_tenants_against_fake_server),
+        cmocka_unit_test(test_lists_every_page),
         cmocka_unit_test(test_status_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -53,10 +53,18 @@ static void test_csv_field(void **state)
     sl_buf_free(&b);
 }
 
-/* A response with two days and a total. */
-static void spend_fixture(Sluice__Admin__V1__GetSpendRequest *q, Sluice__Admin__V1__GetSpendResponse *r,
-                          Sluice__Admin__V1__SpendRow rows[3], Sluice__Admin__V1__SpendRow *ptrs[2])
+/* A request and its response with two days and a total. */
+typedef struct spend {
+    Sluice__Admin__V1__GetSpendRequest q;
+    Sluice__Admin__V1__GetSpendResponse r;
+    Sluice__Admin__V1__SpendRow rows[3], *ptrs[2];
+} spend_t;
+
+static void spend_fixture(spend_t *x)
 {
+    Sluice__Admin__V1__GetSpendRequest *q = &x->q;
+    Sluice__Admin__V1__GetSpendResponse *r = &x->r;
+    Sluice__Admin__V1__SpendRow *rows = x->rows, **ptrs = x->ptrs;
     sl_err_t err = {0};
     assert_int_equal(ctl_spend_request("acme", "2026-02-28", "2026-03-02", NULL, q, &err), 0);
     for (int i = 0; i < 3; i++)
@@ -82,29 +90,31 @@ static void spend_fixture(Sluice__Admin__V1__GetSpendRequest *q, Sluice__Admin__
     r->total = &rows[2];
 }
 
+/* Renders the fixture in format f and compares the whole text with want. */
+static void assert_spend_text(ctl_spend_fmt_t f, const char *want)
+{
+    spend_t x;
+    spend_fixture(&x);
+    sl_buf_t b = {0};
+    ctl_out_spend(&b, f, &x.q, &x.r);
+    assert_string_equal(b.data, want);
+    sl_buf_free(&b);
+}
+
 static void test_spend_csv(void **state)
 {
-    Sluice__Admin__V1__GetSpendRequest q;
-    Sluice__Admin__V1__GetSpendResponse r;
-    Sluice__Admin__V1__SpendRow rows[3], *ptrs[2];
-    spend_fixture(&q, &r, rows, ptrs);
-    sl_buf_t b = {0};
-    ctl_out_spend(&b, CTL_SPEND_CSV, &q, &r);
-    assert_string_equal(b.data,
-                        "day,requests,errors,input_tokens,cached_input_tokens,output_tokens,cost_usd,cost_nano\n"
-                        "2026-02-28,3,0,30,0,9,0.000165,165000\n"
-                        "2026-03-01,1,0,0,0,0,12000.000000001,12000000000001\n");
-    sl_buf_free(&b);
+    assert_spend_text(CTL_SPEND_CSV,
+                      "day,requests,errors,input_tokens,cached_input_tokens,output_tokens,cost_usd,cost_nano\n"
+                      "2026-02-28,3,0,30,0,9,0.000165,165000\n"
+                      "2026-03-01,1,0,0,0,0,12000.000000001,12000000000001\n");
 }
 
 static void test_spend_json(void **state)
 {
-    Sluice__Admin__V1__GetSpendRequest q;
-    Sluice__Admin__V1__GetSpendResponse r;
-    Sluice__Admin__V1__SpendRow rows[3], *ptrs[2];
-    spend_fixture(&q, &r, rows, ptrs);
+    spend_t x;
+    spend_fixture(&x);
     sl_buf_t b = {0};
-    ctl_out_spend(&b, CTL_SPEND_JSON, &q, &r);
+    ctl_out_spend(&b, CTL_SPEND_JSON, &x.q, &x.r);
     json_error_t je;
     json_t *j = json_loads(b.data, 0, &je);
     assert_non_null(j);
@@ -121,9 +131,9 @@ static void test_spend_json(void **state)
     json_decref(j);
     sl_buf_free(&b);
     /* no rows still gives a total */
-    r.n_rows = 0;
-    r.total = NULL;
-    ctl_out_spend(&b, CTL_SPEND_JSON, &q, &r);
+    x.r.n_rows = 0;
+    x.r.total = NULL;
+    ctl_out_spend(&b, CTL_SPEND_JSON, &x.q, &x.r);
     j = json_loads(b.data, 0, &je);
     assert_non_null(j);
     assert_int_equal(json_array_size(json_object_get(j, "rows")), 0);
@@ -134,18 +144,11 @@ static void test_spend_json(void **state)
 
 static void test_spend_table(void **state)
 {
-    Sluice__Admin__V1__GetSpendRequest q;
-    Sluice__Admin__V1__GetSpendResponse r;
-    Sluice__Admin__V1__SpendRow rows[3], *ptrs[2];
-    spend_fixture(&q, &r, rows, ptrs);
-    sl_buf_t b = {0};
-    ctl_out_spend(&b, CTL_SPEND_TABLE, &q, &r);
-    assert_string_equal(b.data,
-                        "DAY         REQUESTS  ERRORS  INPUT TOKENS  CACHED INPUT  OUTPUT TOKENS         COST USD\n"
-                        "2026-02-28         3       0            30             0              9         0.000165\n"
-                        "2026-03-01         1       0             0             0              0  12000.000000001\n"
-                        "TOTAL              4       0            30             0              9  12000.000165001\n");
-    sl_buf_free(&b);
+    assert_spend_text(CTL_SPEND_TABLE,
+                      "DAY         REQUESTS  ERRORS  INPUT TOKENS  CACHED INPUT  OUTPUT TOKENS         COST USD\n"
+                      "2026-02-28         3       0            30             0              9         0.000165\n"
+                      "2026-03-01         1       0             0             0              0  12000.000000001\n"
+                      "TOTAL              4       0            30             0              9  12000.000165001\n");
 }
 
 static void test_quotas(void **state)
