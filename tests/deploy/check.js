@@ -1,11 +1,11 @@
 'use strict';
 // Deploy tests: the Helm chart (rendered by ./render, validated against the
 // Kubernetes schemas and checked for the properties the design asks for),
-// values.schema.json, the compose file, the Dockerfile and the image's health
-// check script.
+// values.schema.json, the Prometheus alerting rules (promtool), the compose
+// file, the Dockerfile and the image's health check script.
 //
 // Usage: node check.js --renderer BIN --repo DIR --out DIR --node-modules DIR
-//                      [--yamllint BIN] [--build-dir DIR]
+//                      [--yamllint BIN] [--promtool BIN] [--build-dir DIR]
 // With --build-dir (a CMake build holding the four binaries) it also checks
 // that runtime-packages.txt provides every shared library they load.
 // Prints one line per test and ends with "N passed, N failed".
@@ -34,6 +34,8 @@ const CASES = path.join(__dirname, 'cases');
 const COMPOSE = path.join(REPO, 'deploy/compose/compose.yaml');
 const DOCKERFILE = path.join(REPO, 'deploy/docker/Dockerfile');
 const HEALTHCHECK = path.join(REPO, 'deploy/docker/healthcheck.sh');
+const RULES = path.join(CHART, 'files/prometheus-rules.yaml');
+const RULE_TESTS = path.join(__dirname, 'prometheus-rules.test.yaml');
 
 // The binaries' command-line contract: flags per command, the environment
 // variable each flag also reads, and the flags a command cannot run without.
@@ -665,10 +667,48 @@ test('validator self-test: unknown fields and wrong types are caught', () => {
   assert(/intervall/.test(k8sValidate(sm).join('\n')), 'unknown ServiceMonitor field not caught');
 });
 
+// ---------------------------------------------------------------- alerting rules
+function promtool(...argv) {
+  if (!args.promtool) throw new CheckError('promtool not available (Debian package prometheus)');
+  const r = spawnSync(args.promtool, argv, { encoding: 'utf8' });
+  assert(r.status === 0, `promtool ${argv.join(' ')}:\n${r.stdout}${r.stderr}`);
+}
+
+test('prometheus rules: promtool check rules deploy/helm/sluice/files/prometheus-rules.yaml', () => {
+  promtool('check', 'rules', RULES);
+});
+
+test('prometheus rules: promtool test rules tests/deploy/prometheus-rules.test.yaml', () => {
+  promtool('test', 'rules', RULE_TESTS);
+});
+
+test('prometheus rules: every alert has for, severity, summary, description; fires in a test; is checked quiet on a healthy and an idle gateway', () => {
+  const alerts = YAML.parse(fs.readFileSync(RULES, 'utf8')).groups.flatMap((g) => g.rules);
+  const names = alerts.map((r) => r.alert);
+  assert(names.every(Boolean), 'only alerting rules');
+  eq(names.length, new Set(names).size, 'alert names are unique');
+  for (const r of alerts) {
+    assert(/^\d+m$/.test(r.for), `${r.alert}: for`);
+    assert(['critical', 'warning'].includes(r.labels.severity), `${r.alert}: severity`);
+    assert(r.annotations.summary && r.annotations.description, `${r.alert}: summary and description`);
+  }
+  const suite = YAML.parse(fs.readFileSync(RULE_TESTS, 'utf8'));
+  eq(suite.rule_files.map((f) => path.resolve(path.dirname(RULE_TESTS), f)), [RULES], 'the tests load the shipped file');
+  const cases = (pred) => new Set(suite.tests.flatMap((t) => (t.alert_rule_test || [])
+    .filter((c) => pred(t, c)).map((c) => c.alertname)));
+  const fires = cases((t, c) => (c.exp_alerts || []).length > 0);
+  eq(names.filter((n) => !fires.has(n)), [], 'alerts no test makes fire');
+  for (const quiet of ['healthy gateway under traffic', 'idle gateway']) {
+    eq(suite.tests.filter((t) => t.name === quiet).length, 1, `test "${quiet}"`);
+    const checked = cases((t, c) => t.name === quiet && (c.exp_alerts || []).length === 0);
+    eq(names.filter((n) => !checked.has(n)), [], `alerts not checked quiet in "${quiet}"`);
+  }
+});
+
 // ---------------------------------------------------------------- yamllint
-test('yamllint: chart values, Chart.yaml, compose file and rendered manifests', () => {
+test('yamllint: chart values, Chart.yaml, alerting rules and their tests, compose file and rendered manifests', () => {
   if (!args.yamllint) throw new CheckError('yamllint not available');
-  const files = [path.join(CHART, 'values.yaml'), path.join(CHART, 'Chart.yaml'), COMPOSE,
+  const files = [path.join(CHART, 'values.yaml'), path.join(CHART, 'Chart.yaml'), RULES, RULE_TESTS, COMPOSE,
     ...Object.values(rendered).map((r) => path.join(r.out, 'manifests.yaml')),
     ...fs.readdirSync(path.join(CASES, 'values')).map((f) => path.join(CASES, 'values', f))];
   const r = spawnSync(args.yamllint, ['-f', 'parsable', '-c', path.join(__dirname, 'yamllint.yaml'), ...files], { encoding: 'utf8' });
