@@ -508,7 +508,7 @@ test('render minimal: generated credentials, hook Secret, HPA, PDBs, no optional
   const hpa = findAll(docs, 'HorizontalPodAutoscaler')[0];
   eq([hpa.spec.minReplicas, hpa.spec.maxReplicas], [2, 20], 'HPA bounds');
   assert(hpa.spec.behavior.scaleDown.stabilizationWindowSeconds >= 60, 'HPA scales down slowly');
-  for (const k of ['Ingress', 'ServiceMonitor', 'NetworkPolicy']) eq(findAll(docs, k).length, 0, `${k} off by default`);
+  for (const k of ['Ingress', 'ServiceMonitor', 'PrometheusRule', 'NetworkPolicy']) eq(findAll(docs, k).length, 0, `${k} off by default`);
   const { pod } = dataplaneChecks(docs, rendered.minimal.values);
   const keys = (pod.topologySpreadConstraints || []).map((t) => t.topologyKey);
   assert(keys.includes('topology.kubernetes.io/zone'), 'data planes spread across zones');
@@ -579,6 +579,19 @@ test('render production: existing Secrets only, digest, Ingress+TLS, custom metr
   eq(pod.topologySpreadConstraints.map((t) => t.whenUnsatisfiable), ['DoNotSchedule'], 'spread constraints from values');
   assert(pod.affinity.nodeAffinity, 'affinity');
   eq(cp.spec.template.spec.priorityClassName, 'high-priority', 'priorityClassName');
+});
+
+test('render production: the PrometheusRule holds files/prometheus-rules.yaml verbatim', () => {
+  const { docs, out } = rendered.production;
+  const prs = findAll(docs, 'PrometheusRule');
+  eq(prs.length, 1, 'one PrometheusRule');
+  eq(prs[0].metadata.labels.release, 'kube-prometheus-stack', 'ruleSelector label from values');
+  eq(Object.keys(prs[0].spec), ['groups'], 'spec');
+  eq(prs[0].spec.groups, loadDocs(RULES)[0].groups, 'rendered rule groups equal the rule file');
+  // Helm must not have rendered the Prometheus templates in the annotations.
+  const text = fs.readFileSync(path.join(out, 'manifests.yaml'), 'utf8');
+  assert(text.includes('{{ $labels.provider }}') && text.includes('{{ $value | humanizePercentage }}'),
+    'annotation templates reach Prometheus as written');
 });
 
 test('render fixed-replicas: no HPA, fixed replicas, no PDB/Job/ServiceAccount, explicit threads and ports', () => {
@@ -665,6 +678,11 @@ test('validator self-test: unknown fields and wrong types are caught', () => {
     spec: { selector: {}, endpoints: [{ port: 'http', intervall: '30s' }] },
   };
   assert(/intervall/.test(k8sValidate(sm).join('\n')), 'unknown ServiceMonitor field not caught');
+  const pr = {
+    apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule', metadata: { name: 'x' },
+    spec: { groups: [{ name: 'g', rules: [{ alert: 'A', expr: 'up == 0', anotations: {} }] }] },
+  };
+  assert(/anotations/.test(k8sValidate(pr).join('\n')), 'unknown PrometheusRule field not caught');
 });
 
 // ---------------------------------------------------------------- alerting rules
