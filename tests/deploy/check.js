@@ -1,11 +1,11 @@
 'use strict';
 // Deploy tests: the Helm chart (rendered by ./render, validated against the
 // Kubernetes schemas and checked for the properties the design asks for),
-// values.schema.json, the compose file, the Dockerfile and the image's health
-// check script.
+// values.schema.json, the Prometheus alerting rules (promtool), the compose
+// file, the Dockerfile and the image's health check script.
 //
 // Usage: node check.js --renderer BIN --repo DIR --out DIR --node-modules DIR
-//                      [--yamllint BIN] [--build-dir DIR]
+//                      [--yamllint BIN] [--promtool BIN] [--build-dir DIR]
 // With --build-dir (a CMake build holding the four binaries) it also checks
 // that runtime-packages.txt provides every shared library they load.
 // Prints one line per test and ends with "N passed, N failed".
@@ -34,6 +34,8 @@ const CASES = path.join(__dirname, 'cases');
 const COMPOSE = path.join(REPO, 'deploy/compose/compose.yaml');
 const DOCKERFILE = path.join(REPO, 'deploy/docker/Dockerfile');
 const HEALTHCHECK = path.join(REPO, 'deploy/docker/healthcheck.sh');
+const RULES = path.join(CHART, 'files/prometheus-rules.yaml');
+const RULE_TESTS = path.join(__dirname, 'prometheus-rules.test.yaml');
 
 // The binaries' command-line contract: flags per command, the environment
 // variable each flag also reads, and the flags a command cannot run without.
@@ -506,7 +508,7 @@ test('render minimal: generated credentials, hook Secret, HPA, PDBs, no optional
   const hpa = findAll(docs, 'HorizontalPodAutoscaler')[0];
   eq([hpa.spec.minReplicas, hpa.spec.maxReplicas], [2, 20], 'HPA bounds');
   assert(hpa.spec.behavior.scaleDown.stabilizationWindowSeconds >= 60, 'HPA scales down slowly');
-  for (const k of ['Ingress', 'ServiceMonitor', 'NetworkPolicy']) eq(findAll(docs, k).length, 0, `${k} off by default`);
+  for (const k of ['Ingress', 'ServiceMonitor', 'PrometheusRule', 'NetworkPolicy']) eq(findAll(docs, k).length, 0, `${k} off by default`);
   const { pod } = dataplaneChecks(docs, rendered.minimal.values);
   const keys = (pod.topologySpreadConstraints || []).map((t) => t.topologyKey);
   assert(keys.includes('topology.kubernetes.io/zone'), 'data planes spread across zones');
@@ -577,6 +579,19 @@ test('render production: existing Secrets only, digest, Ingress+TLS, custom metr
   eq(pod.topologySpreadConstraints.map((t) => t.whenUnsatisfiable), ['DoNotSchedule'], 'spread constraints from values');
   assert(pod.affinity.nodeAffinity, 'affinity');
   eq(cp.spec.template.spec.priorityClassName, 'high-priority', 'priorityClassName');
+});
+
+test('render production: the PrometheusRule holds files/prometheus-rules.yaml verbatim', () => {
+  const { docs, out } = rendered.production;
+  const prs = findAll(docs, 'PrometheusRule');
+  eq(prs.length, 1, 'one PrometheusRule');
+  eq(prs[0].metadata.labels.release, 'kube-prometheus-stack', 'ruleSelector label from values');
+  eq(Object.keys(prs[0].spec), ['groups'], 'spec');
+  eq(prs[0].spec.groups, loadDocs(RULES)[0].groups, 'rendered rule groups equal the rule file');
+  // Helm must not have rendered the Prometheus templates in the annotations.
+  const text = fs.readFileSync(path.join(out, 'manifests.yaml'), 'utf8');
+  assert(text.includes('{{ $labels.provider }}') && text.includes('{{ $value | humanizePercentage }}'),
+    'annotation templates reach Prometheus as written');
 });
 
 test('render fixed-replicas: no HPA, fixed replicas, no PDB/Job/ServiceAccount, explicit threads and ports', () => {
@@ -663,12 +678,55 @@ test('validator self-test: unknown fields and wrong types are caught', () => {
     spec: { selector: {}, endpoints: [{ port: 'http', intervall: '30s' }] },
   };
   assert(/intervall/.test(k8sValidate(sm).join('\n')), 'unknown ServiceMonitor field not caught');
+  const pr = {
+    apiVersion: 'monitoring.coreos.com/v1', kind: 'PrometheusRule', metadata: { name: 'x' },
+    spec: { groups: [{ name: 'g', rules: [{ alert: 'A', expr: 'up == 0', anotations: {} }] }] },
+  };
+  assert(/anotations/.test(k8sValidate(pr).join('\n')), 'unknown PrometheusRule field not caught');
+});
+
+// ---------------------------------------------------------------- alerting rules
+function promtool(...argv) {
+  if (!args.promtool) throw new CheckError('promtool not available (Debian package prometheus)');
+  const r = spawnSync(args.promtool, argv, { encoding: 'utf8' });
+  assert(r.status === 0, `promtool ${argv.join(' ')}:\n${r.stdout}${r.stderr}`);
+}
+
+test('prometheus rules: promtool check rules deploy/helm/sluice/files/prometheus-rules.yaml', () => {
+  promtool('check', 'rules', RULES);
+});
+
+test('prometheus rules: promtool test rules tests/deploy/prometheus-rules.test.yaml', () => {
+  promtool('test', 'rules', RULE_TESTS);
+});
+
+test('prometheus rules: every alert has for, severity, summary, description; fires in a test; is checked quiet on a healthy and an idle gateway', () => {
+  const alerts = YAML.parse(fs.readFileSync(RULES, 'utf8')).groups.flatMap((g) => g.rules);
+  const names = alerts.map((r) => r.alert);
+  assert(names.every(Boolean), 'only alerting rules');
+  eq(names.length, new Set(names).size, 'alert names are unique');
+  for (const r of alerts) {
+    assert(/^\d+m$/.test(r.for), `${r.alert}: for`);
+    assert(['critical', 'warning'].includes(r.labels.severity), `${r.alert}: severity`);
+    assert(r.annotations.summary && r.annotations.description, `${r.alert}: summary and description`);
+  }
+  const suite = YAML.parse(fs.readFileSync(RULE_TESTS, 'utf8'));
+  eq(suite.rule_files.map((f) => path.resolve(path.dirname(RULE_TESTS), f)), [RULES], 'the tests load the shipped file');
+  const cases = (pred) => new Set(suite.tests.flatMap((t) => (t.alert_rule_test || [])
+    .filter((c) => pred(t, c)).map((c) => c.alertname)));
+  const fires = cases((t, c) => (c.exp_alerts || []).length > 0);
+  eq(names.filter((n) => !fires.has(n)), [], 'alerts no test makes fire');
+  for (const quiet of ['healthy gateway under traffic', 'idle gateway']) {
+    eq(suite.tests.filter((t) => t.name === quiet).length, 1, `test "${quiet}"`);
+    const checked = cases((t, c) => t.name === quiet && (c.exp_alerts || []).length === 0);
+    eq(names.filter((n) => !checked.has(n)), [], `alerts not checked quiet in "${quiet}"`);
+  }
 });
 
 // ---------------------------------------------------------------- yamllint
-test('yamllint: chart values, Chart.yaml, compose file and rendered manifests', () => {
+test('yamllint: chart values, Chart.yaml, alerting rules and their tests, compose file and rendered manifests', () => {
   if (!args.yamllint) throw new CheckError('yamllint not available');
-  const files = [path.join(CHART, 'values.yaml'), path.join(CHART, 'Chart.yaml'), COMPOSE,
+  const files = [path.join(CHART, 'values.yaml'), path.join(CHART, 'Chart.yaml'), RULES, RULE_TESTS, COMPOSE,
     ...Object.values(rendered).map((r) => path.join(r.out, 'manifests.yaml')),
     ...fs.readdirSync(path.join(CASES, 'values')).map((f) => path.join(CASES, 'values', f))];
   const r = spawnSync(args.yamllint, ['-f', 'parsable', '-c', path.join(__dirname, 'yamllint.yaml'), ...files], { encoding: 'utf8' });

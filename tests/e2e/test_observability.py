@@ -19,6 +19,7 @@ import time
 from decimal import Decimal
 
 import pytest
+import yaml
 
 from harness import REPO, Cluster, chat, http_request, mock_provider, wait_for
 
@@ -458,3 +459,32 @@ def test_grafana_dashboard_uses_only_metrics_that_exist(obs):
                  "sluice_usage_reports_pending", "sluice_controlplane_connected_dataplanes",
                  "sluice_controlplane_report_apply_duration_seconds", "sluice_controlplane_alerts_fired_total"):
         assert must in used, f"the dashboard has no panel on {must}"
+
+
+def test_alert_rules_read_only_metrics_and_labels_that_exist(obs):
+    """The shipped alerting rules (their behaviour is tested with `promtool
+    test rules` in tests/deploy) select families the processes export, by
+    label names their samples carry."""
+    with open(os.path.join(REPO, "deploy", "helm", "sluice", "files", "prometheus-rules.yaml")) as f:
+        rules = [r for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
+    assert len(rules) >= 10, rules
+    families = {}
+    families.update(parse_exposition(metrics(obs.dp.admin_port)))
+    families.update(parse_exposition(metrics(obs.cp_http_port)))
+    target_labels = {"namespace"}  # added by the scrape, not by Sluice
+    for rule in rules:
+        expr = rule["expr"]
+        known = set(target_labels)
+        for name, matchers in re.findall(r"\b(sluice_[a-z0-9_]+)(?:\{([^}]*)\})?", expr):
+            base = re.sub(r"_(bucket|sum|count)$", "", name)
+            fam = name if name in families else base
+            assert fam in families, f"{rule['alert']} uses {name}, which no process exports"
+            if name != fam:
+                assert families[fam]["type"] == "histogram", f"{rule['alert']}: {name} of non-histogram {fam}"
+            labels = {k for n, ls, _ in families[fam]["samples"] if n == name for k in ls}
+            for label in re.findall(r"([a-z_]+)\s*(?:=~|!~|!=|=)", matchers):
+                assert label in labels, f"{rule['alert']}: {name} has no label {label} (it has {sorted(labels)})"
+            known |= labels
+        for group in re.findall(r"\b(?:by|on)\s*\(([^)]*)\)", expr):
+            for label in (x.strip() for x in group.split(",")):
+                assert label in known, f"{rule['alert']} groups by {label}, which its series do not carry"
