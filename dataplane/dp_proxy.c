@@ -168,7 +168,7 @@ typedef struct call {
     dp_reqlog_capture_t *capture; /* the answer as sent, for keys that log content */
     int log_content;             /* the key opted in to content in its request log lines */
     unsigned routed : 1, streaming : 1, started : 1, send_inflight : 1, upstream_done : 1, saw_done : 1,
-        stopped : 1, accounted : 1, reused : 1, connecting : 1, broken : 1, final_sent : 1, linked : 1,
+        stopped : 1, accounted : 1, settled : 1, reused : 1, connecting : 1, broken : 1, final_sent : 1, linked : 1,
         xlate : 1, include_usage : 1, committed : 1, saw_content : 1, error_relayed : 1, probe : 1,
         head_seen : 1, answered_upstream : 1, stay : 1, chose : 1, client_connected : 1,
         throttled : 1,       /* this attempt's answer throttled its credential (Retry-After) */
@@ -179,6 +179,7 @@ typedef struct call {
 
 static void next_attempt(call_t *c);
 static void start_upstream(call_t *c);
+static void settle(call_t *c);
 
 static uint64_t now_ns(void)
 {
@@ -223,6 +224,7 @@ static void respond_body(call_t *c, int status, h2o_iovec_t body)
     req->res.content_length = body.len;
     c->status = status;
     c->final_sent = 1;
+    settle(c);
     h2o_send_inline(req, body.base, body.len);
 }
 
@@ -321,39 +323,22 @@ static void unlink_timers(call_t *c)
         h2o_timeout_unlink(&c->backoff_timer);
 }
 
-/* The one place a request is accounted. Runs once, from on_dispose or
- * dp_proxy_abandon_all. */
-static void finalize(call_t *c)
+/* Prices the request, settles its quota hold and records its usage (the
+ * report, and the journal when there is a spool). Once per request: just
+ * before the bytes that complete the answer go to the client (so a client
+ * that got a whole answer is in the usage even if the process dies the
+ * next instant), or at the end for an answer that never completed (a
+ * client that left, a stream cut short). */
+static void settle(call_t *c)
 {
-    if (c->accounted)
+    if (c->settled)
         return;
-    c->accounted = 1;
-    unlink_timers(c);
-    if (c->client != NULL) {
-        h2o_http1client_cancel(c->client);
-        c->client = NULL;
-        if (c->error == NULL)
-            c->error = "client disconnected";
-    }
-    if (c->linked) {
-        h2o_linklist_unlink(&c->link);
-        c->linked = 0;
-    }
-    dp_worker_t *w = c->w;
-    dp_metrics_worker_t *mt = w->m;
-    uint64_t t_end = now_ns();
-    if (c->status == 0 || (c->streaming && c->committed && !c->final_sent) || c->stopped)
-        c->status = 499;
-    uint64_t total = t_end - c->t_start, up = 0;
-    if (c->t_up_start != 0) {
-        up = (c->t_up_end != 0 ? c->t_up_end : t_end) - c->t_up_start;
-        if (up > total)
-            up = total;
-        dp_metrics_observe(&mt->upstream, DP_HIST_UPSTREAM, up);
-    }
+    c->settled = 1;
     int error = c->status >= 400 || c->broken;
     if (c->streaming && c->committed && (c->broken || c->status == 499) && !c->saw_done)
         estimate_broken_stream(c);
+    dp_worker_t *w = c->w;
+    dp_metrics_worker_t *mt = w->m;
     if (c->routed) {
         c->cost_nano = dp_price_cost(c->route.price, &c->tokens);
         dp_quota_actual_t act = {.input_tokens = c->tokens.input,
@@ -388,6 +373,40 @@ static void finalize(call_t *c)
         if (c->route.price == NULL && c->t_up_start != 0)
             dp_metric_add(&mt->unpriced, 1);
     }
+}
+
+/* The one place a request is accounted. Runs once, from on_dispose or
+ * dp_proxy_abandon_all. */
+static void finalize(call_t *c)
+{
+    if (c->accounted)
+        return;
+    c->accounted = 1;
+    unlink_timers(c);
+    if (c->client != NULL) {
+        h2o_http1client_cancel(c->client);
+        c->client = NULL;
+        if (c->error == NULL)
+            c->error = "client disconnected";
+    }
+    if (c->linked) {
+        h2o_linklist_unlink(&c->link);
+        c->linked = 0;
+    }
+    dp_worker_t *w = c->w;
+    dp_metrics_worker_t *mt = w->m;
+    uint64_t t_end = now_ns();
+    if (c->status == 0 || (c->streaming && c->committed && !c->final_sent) || c->stopped)
+        c->status = 499;
+    uint64_t total = t_end - c->t_start, up = 0;
+    if (c->t_up_start != 0) {
+        up = (c->t_up_end != 0 ? c->t_up_end : t_end) - c->t_up_start;
+        if (up > total)
+            up = total;
+        dp_metrics_observe(&mt->upstream, DP_HIST_UPSTREAM, up);
+    }
+    int error = c->status >= 400 || c->broken;
+    settle(c);
     /* label values come from the snapshot: a served model outside the
      * catalog (clients may name any) counts as "_other" */
     int served = c->routed && c->attempts > 0, cataloged = served && c->route.price != NULL;
@@ -499,6 +518,8 @@ static void try_send(call_t *c)
     c->started = 1;
     if (final)
         c->final_sent = 1;
+    if (final || c->saw_done)
+        settle(c); /* these bytes complete the answer */
     if (c->log_content && iov.len != 0)
         dp_reqlog_capture(&c->capture, &c->req->pool, iov.base, iov.len);
     h2o_send(c->req, &iov, iov.len != 0 ? 1 : 0, final ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
@@ -1219,6 +1240,7 @@ static void finish_buffered(call_t *c)
     c->status = status;
     c->committed = 1;
     c->final_sent = 1;
+    settle(c);
     c->gen.proceed = on_proceed;
     c->gen.stop = on_stop;
     h2o_start_response(req, &c->gen);

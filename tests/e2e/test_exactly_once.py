@@ -6,7 +6,9 @@ mock reported in the responses the clients received whole with status 200.
 
 Requests in flight on the killed data plane fail at the client and are
 counted on neither side: the client counts only complete responses, and
-the data plane journals a request only once its response is done."""
+the data plane journals a request just before it hands the bytes that
+complete the response to the socket (so a response a client received
+whole is never missing from the ledger)."""
 
 import json
 import os
