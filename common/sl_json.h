@@ -15,6 +15,8 @@
  * skipping a value is O(1) and looking up a member walks only the object's
  * direct members.
  *
+ * sl_json_escape() writes the other way: raw bytes as a JSON string body.
+ *
  * Everything here is thread-safe (no state outside the arguments).
  */
 #ifndef SL_JSON_H
@@ -81,5 +83,14 @@ int sl_json_bool(const sl_json_tok_t *t, int *out);
 
 /* Index of the i-th element of the array at toks[arr], or -1. */
 int sl_json_array_at(const sl_json_tok_t *toks, int arr, uint32_t i);
+
+/* Writing JSON strings. sl_json_escape() writes s[0..len) as the inside of
+ * a JSON string (no quotes): '"', '\\', newline, carriage return and tab as
+ * two-character escapes, the other bytes below 0x20 as \u00XX, every other
+ * byte as it is (the caller vouches for UTF-8). out must hold
+ * sl_json_escaped_len(s, len) bytes, at most 6 * len. Returns the end of
+ * what was written. */
+char *sl_json_escape(char *out, const char *s, size_t len);
+size_t sl_json_escaped_len(const char *s, size_t len);
 
 #endif

@@ -112,46 +112,6 @@ static size_t b64url_len(size_t n)
     return n / 3 * 4 + (n % 3 ? n % 3 + 1 : 0);
 }
 
-/* Length of s as a JSON string body (quotes excluded). */
-static size_t json_escaped_len(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        n += (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t') ? 2 : c < 0x20 ? 6 : 1;
-    }
-    return n;
-}
-
-static char *json_escape(char *w, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            *w++ = '\\';
-            *w++ = (char)c;
-        } else if (c == '\n') {
-            *w++ = '\\';
-            *w++ = 'n';
-        } else if (c == '\r') {
-            *w++ = '\\';
-            *w++ = 'r';
-        } else if (c == '\t') {
-            *w++ = '\\';
-            *w++ = 't';
-        } else if (c < 0x20) {
-            memcpy(w, "\\u00", 4);
-            w[4] = hex[c >> 4];
-            w[5] = hex[c & 15];
-            w += 6;
-        } else {
-            *w++ = (char)c;
-        }
-    }
-    return w;
-}
-
 int sl_jwt_sign_rs256(EVP_PKEY *key, const char *kid, const char *claims, size_t claims_len, char **token,
                       sl_err_t *err)
 {
@@ -163,7 +123,7 @@ int sl_jwt_sign_rs256(EVP_PKEY *key, const char *kid, const char *claims, size_t
 
     /* {"alg":"RS256","typ":"JWT","kid":"..."} */
     static const char h1[] = "{\"alg\":\"RS256\",\"typ\":\"JWT\"", h2[] = ",\"kid\":\"";
-    size_t hlen = sizeof(h1) - 1 + (kid ? sizeof(h2) - 1 + json_escaped_len(kid) + 1 : 0) + 1;
+    size_t hlen = sizeof(h1) - 1 + (kid ? sizeof(h2) - 1 + sl_json_escaped_len(kid, strlen(kid)) + 1 : 0) + 1;
     char *header = malloc(hlen + 1);
     if (header == NULL)
         return sl_err_set(err, SL_ENOMEM, "jwt: out of memory");
@@ -172,7 +132,7 @@ int sl_jwt_sign_rs256(EVP_PKEY *key, const char *kid, const char *claims, size_t
     w += sizeof(h1) - 1;
     if (kid) {
         memcpy(w, h2, sizeof(h2) - 1);
-        w = json_escape(w + sizeof(h2) - 1, kid);
+        w = sl_json_escape(w + sizeof(h2) - 1, kid, strlen(kid));
         *w++ = '"';
     }
     *w++ = '}';
@@ -322,17 +282,18 @@ int sl_jwt_google_claims(const char *client_email, const char *scope, const char
         return sl_err_set(err, SL_EINVAL, "jwt: empty token_uri");
     if (scope == NULL)
         scope = SL_JWT_GOOGLE_SCOPE;
-    size_t cap = 64 + 2 * 21 + json_escaped_len(client_email) + json_escaped_len(scope) + json_escaped_len(token_uri);
+    size_t cap = 64 + 2 * 21 + sl_json_escaped_len(client_email, strlen(client_email)) +
+                 sl_json_escaped_len(scope, strlen(scope)) + sl_json_escaped_len(token_uri, strlen(token_uri));
     char *buf = malloc(cap);
     if (buf == NULL)
         return sl_err_set(err, SL_ENOMEM, "jwt: out of memory");
     char *w = buf;
     memcpy(w, "{\"iss\":\"", 8);
-    w = json_escape(w + 8, client_email);
+    w = sl_json_escape(w + 8, client_email, strlen(client_email));
     memcpy(w, "\",\"scope\":\"", 11);
-    w = json_escape(w + 11, scope);
+    w = sl_json_escape(w + 11, scope, strlen(scope));
     memcpy(w, "\",\"aud\":\"", 9);
-    w = json_escape(w + 9, token_uri);
+    w = sl_json_escape(w + 9, token_uri, strlen(token_uri));
     snprintf(w, cap - (size_t)(w - buf), "\",\"iat\":%" PRId64 ",\"exp\":%" PRId64 "}", now, now + SL_JWT_MAX_LIFETIME);
     *out = buf;
     return 0;

@@ -7,43 +7,14 @@
 
 size_t dp_json_escaped_len(const char *s, size_t len)
 {
-    size_t n = 2;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t')
-            n += 2;
-        else if (c < 0x20)
-            n += 6;
-        else
-            n += 1;
-    }
-    return n;
+    return 2 + sl_json_escaped_len(s, len);
 }
 
 size_t dp_json_escape(char *out, const char *s, size_t len)
 {
-    static const char hex[] = "0123456789abcdef";
     char *p = out;
     *p++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"': *p++ = '\\'; *p++ = '"'; break;
-        case '\\': *p++ = '\\'; *p++ = '\\'; break;
-        case '\n': *p++ = '\\'; *p++ = 'n'; break;
-        case '\r': *p++ = '\\'; *p++ = 'r'; break;
-        case '\t': *p++ = '\\'; *p++ = 't'; break;
-        default:
-            if (c < 0x20) {
-                memcpy(p, "\\u00", 4);
-                p[4] = hex[c >> 4];
-                p[5] = hex[c & 15];
-                p += 6;
-            } else {
-                *p++ = (char)c;
-            }
-        }
-    }
+    p = sl_json_escape(p, s, len);
     *p++ = '"';
     return (size_t)(p - out);
 }

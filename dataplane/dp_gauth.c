@@ -34,6 +34,7 @@
 
 #include <curl/curl.h>
 
+#include "dp_provider.h"
 #include "dp_snapshot.h"
 #include "sl_crypto.h"
 #include "sl_json.h"
@@ -1011,16 +1012,6 @@ typedef struct collect {
     int oom;
 } collect_t;
 
-static const char *provider_param(const dp_provider_t *p, const char *name)
-{
-    if (p->pb == NULL)
-        return NULL;
-    for (size_t i = 0; i < p->pb->n_params; i++)
-        if (p->pb->params[i]->key != NULL && strcmp(p->pb->params[i]->key, name) == 0)
-            return p->pb->params[i]->value;
-    return NULL;
-}
-
 static void digest_str(EVP_MD_CTX *md, const char *s, size_t n)
 {
     uint64_t len = n;
@@ -1033,7 +1024,7 @@ static void collect_provider(void *ud, const dp_provider_t *p)
     collect_t *c = ud;
     if (p->kind == NULL || strcmp(p->kind, "vertex") != 0)
         return;
-    const char *uri = provider_param(p, "token_uri");
+    const char *uri = dp_provider_param(p, "token_uri");
     for (size_t i = 0; i < p->n_credentials; i++) {
         const dp_credential_t *cr = &p->credentials[i];
         if (c->n == c->cap) {

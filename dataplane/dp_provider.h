@@ -17,6 +17,7 @@
 
 #include <h2o.h>
 
+#include "dp_jw.h"
 #include "dp_snapshot.h"
 #include "sl_json.h"
 
@@ -147,9 +148,62 @@ typedef struct dp_provider_ops {
  * not implemented yet (such providers are skipped by routing). */
 const dp_provider_ops_t *dp_provider_ops_for(const char *kind);
 
-/* Shared helpers for translators. */
+/* Shared helpers for translators (same threads and memory rules as the
+ * translators: pool memory lives until the request ends). */
 
 /* Whether a client request header must not be forwarded upstream. */
 int dp_provider_drop_request_header(const h2o_header_t *h);
+
+/* The value of the provider's parameter name (borrowed from the snapshot),
+ * or NULL when it has none. */
+const char *dp_provider_param(const dp_provider_t *prov, const char *name);
+
+/* Tokenizes js[0..len) into stack (scap tokens; NULL and 0 for none) or,
+ * when it needs more tokens, into an array allocated from pool that always
+ * suffices. *toks is set to the array used. Returns what sl_json_parse()
+ * returns. */
+int dp_provider_parse_pool(h2o_mem_pool_t *pool, const char *js, size_t len, sl_json_tok_t *stack, size_t scap,
+                           sl_json_tok_t **toks);
+
+/* Whether the member found at t[i] (i from sl_json_find) is missing or
+ * null: OpenAI's and Anthropic's APIs treat both alike. */
+static inline int dp_json_absent(const sl_json_tok_t *t, int i)
+{
+    return i < 0 || t[i].type == SL_JSON_NULL;
+}
+
+/* The unescaped text of string token t: js itself when the token has no
+ * escapes, else a pool copy. Not NUL-terminated. */
+h2o_iovec_t dp_json_unescape(h2o_mem_pool_t *pool, const char *js, const sl_json_tok_t *t);
+
+/* Writes the header lines of a JSON request (each ended with CRLF):
+ * content-type, accept (what the answer may be: application/json,
+ * text/event-stream...) and x-request-id. */
+void dp_upstream_json_headers(dp_jw_t *head, const char *accept, h2o_iovec_t request_id);
+
+/* Ends the request head written so far in head (its last header line
+ * ended with CRLF) with content-length and the blank line, and makes out
+ * that head followed by body. */
+void dp_upstream_finish(dp_jw_t *head, h2o_iovec_t body, dp_upstream_req_t *out);
+
+/* Starts map_error's answer: a wrapped 502 api_error "upstream_error" with
+ * no message, and settles the statuses every translator answers alike:
+ * 401 and 403 mean the provider refused our credential, which is not the
+ * client's fault (502 "upstream_auth_failed"; the upstream's message is
+ * dropped, as it may echo part of the credential). Returns 1 when status
+ * was one of those (out is final), else 0. */
+int dp_upstream_error_begin(int status, dp_upstream_error_t *out);
+
+/* Opens an OpenAI answer for ctx: with chunk 0 a chat.completion body,
+ * {"id":...,"object":"chat.completion","created":...,"model":...; with
+ * chunk 1 the SSE data line of a chunk, data: {"id":...,"object":
+ * "chat.completion.chunk",... The caller writes the rest, from ,"choices"
+ * on. */
+void dp_xlate_open(dp_jw_t *w, const dp_xlate_ctx_t *ctx, int chunk);
+
+/* OpenAI's usage object for tk: prompt (cached included), completion and
+ * total tokens, cached tokens, and the reasoning tokens among the
+ * completion tokens when reasoning > 0. */
+void dp_xlate_usage(dp_jw_t *w, const dp_tokens_t *tk, int64_t reasoning);
 
 #endif

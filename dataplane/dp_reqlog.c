@@ -409,10 +409,10 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 }
 
 /* s[0..n) as a JSON string (cut at max bytes on a character boundary);
- * bytes that are not UTF-8 become U+FFFD. Sets *cut when cut. */
+ * DEL is escaped too, and bytes that are not UTF-8 become U+FFFD. Sets *cut
+ * when cut. */
 static void put_str(wr_t *w, const char *s, size_t n, size_t max, int *cut)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t m = utf8_cut(s, n, max);
     if (cut != NULL)
         *cut = m < n;
@@ -421,52 +421,23 @@ static void put_str(wr_t *w, const char *s, size_t n, size_t max, int *cut)
     char *p = w->p + w->len;
     *p++ = '"';
     for (size_t i = 0; i < m;) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x80) {
-            size_t k = utf8_seq((const unsigned char *)s + i, m - i);
-            if (k == 0) {
-                memcpy(p, "\\ufffd", 6);
-                p += 6;
-                i++;
-            } else {
-                memcpy(p, s + i, k);
-                p += k;
-                i += k;
-            }
-            continue;
+        size_t j = i;
+        while (j < m && (unsigned char)s[j] < 0x7f)
+            j++;
+        p = sl_json_escape(p, s + i, j - i);
+        if (j == m)
+            break;
+        /* DEL, or a byte from 0x80: a UTF-8 sequence copied as it is */
+        size_t k = (unsigned char)s[j] == 0x7f ? 0 : utf8_seq((const unsigned char *)s + j, m - j);
+        if (k == 0) {
+            memcpy(p, (unsigned char)s[j] == 0x7f ? "\\u007f" : "\\ufffd", 6);
+            p += 6;
+            k = 1;
+        } else {
+            memcpy(p, s + j, k);
+            p += k;
         }
-        i++;
-        switch (c) {
-        case '"':
-            *p++ = '\\';
-            *p++ = '"';
-            break;
-        case '\\':
-            *p++ = '\\';
-            *p++ = '\\';
-            break;
-        case '\n':
-            *p++ = '\\';
-            *p++ = 'n';
-            break;
-        case '\r':
-            *p++ = '\\';
-            *p++ = 'r';
-            break;
-        case '\t':
-            *p++ = '\\';
-            *p++ = 't';
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(p, "\\u00", 4);
-                p[4] = hex[c >> 4];
-                p[5] = hex[c & 15];
-                p += 6;
-            } else {
-                *p++ = (char)c;
-            }
-        }
+        i = j + k;
     }
     *p++ = '"';
     w->len = (size_t)(p - w->p);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "dp_error.h"
 #include "dp_jw.h"
 #include "dp_snapshot.h"
 #include "sl_err.h"
@@ -36,25 +37,6 @@
 
 /* ---- small helpers ------------------------------------------------------- */
 
-/* Tokenizes js into stack when it fits, else into the pool. */
-static int tokenize(h2o_mem_pool_t *pool, const char *js, size_t len, sl_json_tok_t *stack, size_t scap,
-                    sl_json_tok_t **toks)
-{
-    int n = sl_json_parse(js, len, stack, scap, NULL);
-    *toks = stack;
-    if (n == SL_ETOOBIG) {
-        size_t cap = len / 2 + 2;
-        *toks = h2o_mem_alloc_pool(pool, cap * sizeof(**toks));
-        n = sl_json_parse(js, len, *toks, cap, NULL);
-    }
-    return n;
-}
-
-static int absent(const sl_json_tok_t *t, int i)
-{
-    return i < 0 || t[i].type == SL_JSON_NULL;
-}
-
 /* A value token copied as it is (strings with their escapes). */
 static void jw_value(dp_jw_t *w, const char *js, const sl_json_tok_t *t)
 {
@@ -64,16 +46,25 @@ static void jw_value(dp_jw_t *w, const char *js, const sl_json_tok_t *t)
         dp_jw_raw(w, js + t->start, TLEN(t));
 }
 
-/* The unescaped text of a string token (pool memory when it had escapes;
- * not NUL-terminated). */
-static h2o_iovec_t unescape(h2o_mem_pool_t *pool, const char *js, const sl_json_tok_t *t)
+/* Keeps the cache_control object of the object at t[obj] (-1: none): both
+ * APIs mark cache breakpoints alike on content blocks and tools. */
+static void jw_cache_control(dp_jw_t *w, const char *js, const sl_json_tok_t *t, int obj)
 {
-    if (!t->escaped)
-        return h2o_iovec_init(js + t->start, TLEN(t));
-    size_t n = sl_json_str_len(js, t);
-    char *p = h2o_mem_alloc_pool(pool, n + 1);
-    sl_json_str_copy(js, t, p, n + 1);
-    return h2o_iovec_init(p, n);
+    int cc = obj > 0 ? FIND(js, t, obj, "cache_control") : -1;
+    if (cc > 0 && t[cc].type == SL_JSON_OBJECT) {
+        dp_jw_lit(w, ",\"cache_control\":");
+        jw_value(w, js, &t[cc]);
+    }
+}
+
+/* A text block {"type":"text","text":...} (the same in both APIs) from the
+ * string token t[s], keeping the cache_control of t[obj] (-1: none). */
+static void jw_text_part(dp_jw_t *w, const char *js, const sl_json_tok_t *t, int s, int obj)
+{
+    dp_jw_lit(w, "{\"type\":\"text\",\"text\":");
+    jw_value(w, js, &t[s]);
+    jw_cache_control(w, js, t, obj);
+    dp_jw_lit(w, "}");
 }
 
 /* Appends valid JSON text s without the whitespace between tokens. */
@@ -117,6 +108,26 @@ static int is_json_object(const char *s, size_t n)
     return i < n && s[i] == '{' && sl_json_parse(s, n, NULL, 0, NULL) > 0;
 }
 
+/* Copies the root's temperature and top_p (numbers under the same names in
+ * both APIs) as members appended to w. Returns NULL, or the name of one
+ * that is there but not a number. */
+static const char *jw_sampling(dp_jw_t *w, const char *js, const sl_json_tok_t *t)
+{
+    static const char *const names[] = {"temperature", "top_p"};
+    for (size_t k = 0; k < 2; k++) {
+        int i = sl_json_find(js, t, 0, names[k], strlen(names[k]));
+        if (dp_json_absent(t, i))
+            continue;
+        if (t[i].type != SL_JSON_NUMBER)
+            return names[k];
+        dp_jw_lit(w, ",\"");
+        dp_jw_raw(w, names[k], strlen(names[k]));
+        dp_jw_lit(w, "\":");
+        jw_value(w, js, &t[i]);
+    }
+    return NULL;
+}
+
 static void read_i64(const char *js, const sl_json_tok_t *t, int obj, const char *name, int64_t *v)
 {
     int i = sl_json_find(js, t, obj, name, strlen(name));
@@ -142,45 +153,10 @@ static void ob_raw(h2o_buffer_t **b, const char *s, size_t n)
 /* A JSON string literal of raw bytes, escaped. */
 static void ob_str(h2o_buffer_t **b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     h2o_iovec_t d = h2o_buffer_reserve(b, n * 6 + 2);
     if (d.base == NULL)
         return;
-    char *p = d.base;
-    *p++ = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *p++ = (char)c;
-            continue;
-        }
-        *p++ = '\\';
-        switch (c) {
-        case '"':
-            *p++ = '"';
-            break;
-        case '\\':
-            *p++ = '\\';
-            break;
-        case '\n':
-            *p++ = 'n';
-            break;
-        case '\r':
-            *p++ = 'r';
-            break;
-        case '\t':
-            *p++ = 't';
-            break;
-        default:
-            *p++ = 'u';
-            *p++ = '0';
-            *p++ = '0';
-            *p++ = hex[c >> 4];
-            *p++ = hex[c & 15];
-        }
-    }
-    *p++ = '"';
-    (*b)->size += (size_t)(p - d.base);
+    (*b)->size += dp_json_escape(d.base, s, n);
 }
 
 /* A JSON string whose escaped body is a token's text. */
@@ -282,19 +258,6 @@ static void next_block(bctx_t *b)
     b->plain = 0;
 }
 
-/* A text block from the string token s (skipped when empty: Anthropic
- * refuses empty text blocks). cc: a cache_control token to keep, or -1. */
-static void text_block(bctx_t *b, dp_jw_t *w, int s, int cc)
-{
-    dp_jw_lit(w, "{\"type\":\"text\",\"text\":");
-    jw_value(w, b->js, &b->t[s]);
-    if (cc > 0 && b->t[cc].type == SL_JSON_OBJECT) {
-        dp_jw_lit(w, ",\"cache_control\":");
-        jw_value(w, b->js, &b->t[cc]);
-    }
-    dp_jw_lit(w, "}");
-}
-
 static int is_space_only(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -317,7 +280,7 @@ static int image_block(bctx_t *b, dp_jw_t *w, int part, const char *where)
         u = iu;
     if (u < 0 || t[u].type != SL_JSON_STRING)
         return bad(b, "messages", "%s: image_url.url must be a string", where);
-    h2o_iovec_t url = unescape(b->pool, js, &t[u]);
+    h2o_iovec_t url = dp_json_unescape(b->pool, js, &t[u]);
     if (url.len > 5 && strncasecmp(url.base, "data:", 5) == 0) {
         const char *comma = memchr(url.base, ',', url.len);
         if (comma == NULL)
@@ -346,11 +309,7 @@ static int image_block(bctx_t *b, dp_jw_t *w, int part, const char *where)
     } else {
         return bad(b, "messages", "%s: image_url.url must be a data: URL or an http(s) URL", where);
     }
-    int cc = FIND(js, t, part, "cache_control");
-    if (cc > 0 && t[cc].type == SL_JSON_OBJECT) {
-        dp_jw_lit(w, ",\"cache_control\":");
-        jw_value(w, js, &t[cc]);
-    }
+    jw_cache_control(w, js, t, part);
     dp_jw_lit(w, "}");
     return 0;
 }
@@ -385,15 +344,15 @@ static int parts_to_blocks(bctx_t *b, dp_jw_t *w, int *count, int arr, int mi, i
             if (s < 0 || t[s].type != SL_JSON_STRING)
                 return bad(b, "messages", "%s: the text part has no text", where);
             if (t[s].end == t[s].start)
-                continue;
+                continue; /* Anthropic refuses empty text blocks */
             separate(b, w, count);
-            text_block(b, out, s, FIND(js, t, p, "cache_control"));
+            jw_text_part(out, js, t, s, p);
         } else if (IS(js, &t[ty], "image_url") && images) {
             separate(b, w, count);
             if (image_block(b, out, p, where) != 0)
                 return SL_EINVAL;
         } else {
-            h2o_iovec_t name = unescape(b->pool, js, &t[ty]);
+            h2o_iovec_t name = dp_json_unescape(b->pool, js, &t[ty]);
             return bad(b, "messages", "%s: content parts of type \"%.*s\" are not supported by anthropic providers",
                        where, (int)(name.len > 40 ? 40 : name.len), name.base);
         }
@@ -405,13 +364,13 @@ static int parts_to_blocks(bctx_t *b, dp_jw_t *w, int *count, int arr, int mi, i
 static int message_content(bctx_t *b, int c, int mi)
 {
     const sl_json_tok_t *t = b->t;
-    if (absent(t, c))
+    if (dp_json_absent(t, c))
         return 0;
     if (t[c].type == SL_JSON_STRING) {
         if (is_space_only(b->js + t[c].start, TLEN(&t[c])))
             return 0;
         next_block(b);
-        text_block(b, &b->blocks, c, -1);
+        jw_text_part(&b->blocks, b->js, t, c, -1);
         if (b->nblocks == 1) {
             b->plain = 1;
             b->plain_text = h2o_iovec_init(b->js + t[c].start, TLEN(&t[c]));
@@ -428,7 +387,7 @@ static int tool_calls(bctx_t *b, int tc, int mi)
 {
     const char *js = b->js;
     const sl_json_tok_t *t = b->t;
-    if (absent(t, tc))
+    if (dp_json_absent(t, tc))
         return 0;
     if (t[tc].type != SL_JSON_ARRAY)
         return bad(b, "messages", "messages[%d].tool_calls must be an array", mi);
@@ -441,10 +400,10 @@ static int tool_calls(bctx_t *b, int tc, int mi)
         if (id < 0 || t[id].type != SL_JSON_STRING || name < 0 || t[name].type != SL_JSON_STRING)
             return bad(b, "messages", "messages[%d].tool_calls[%u] needs an id and a function name", mi, k);
         h2o_iovec_t input = h2o_iovec_init(H2O_STRLIT("{}"));
-        if (!absent(t, args)) {
+        if (!dp_json_absent(t, args)) {
             if (t[args].type != SL_JSON_STRING)
                 return bad(b, "messages", "messages[%d].tool_calls[%u].function.arguments must be a string", mi, k);
-            h2o_iovec_t a = unescape(b->pool, js, &t[args]);
+            h2o_iovec_t a = dp_json_unescape(b->pool, js, &t[args]);
             if (!is_space_only(a.base, a.len)) {
                 if (!is_json_object(a.base, a.len))
                     return bad(b, "messages", "messages[%d].tool_calls[%u].function.arguments is not a JSON object", mi,
@@ -477,7 +436,7 @@ static int tool_result(bctx_t *b, int m, int mi)
     dp_jw_lit(&b->blocks, "{\"type\":\"tool_result\",\"tool_use_id\":");
     jw_value(&b->blocks, js, &t[id]);
     int c = FIND(js, t, m, "content");
-    if (!absent(t, c)) {
+    if (!dp_json_absent(t, c)) {
         if (t[c].type == SL_JSON_STRING) {
             dp_jw_lit(&b->blocks, ",\"content\":");
             jw_value(&b->blocks, js, &t[c]);
@@ -499,14 +458,14 @@ static int tool_result(bctx_t *b, int m, int mi)
 static int system_message(bctx_t *b, int c, int mi)
 {
     const sl_json_tok_t *t = b->t;
-    if (absent(t, c))
+    if (dp_json_absent(t, c))
         return 0;
     if (t[c].type == SL_JSON_STRING) {
         if (t[c].end == t[c].start)
             return 0;
         if (b->nsys++ > 0)
             dp_jw_lit(&b->sys, ",");
-        text_block(b, &b->sys, c, -1);
+        jw_text_part(&b->sys, b->js, t, c, -1);
         b->sys_plain = b->nsys == 1;
         b->sys_text = h2o_iovec_init(b->js + t[c].start, TLEN(&t[c]));
         return 0;
@@ -541,12 +500,12 @@ static int convert_messages(bctx_t *b, int msgs)
             rc = message_content(b, c, mi);
             if (rc == 0)
                 rc = tool_calls(b, FIND(js, t, m, "tool_calls"), mi);
-            if (rc == 0 && !absent(t, FIND(js, t, m, "function_call")))
+            if (rc == 0 && !dp_json_absent(t, FIND(js, t, m, "function_call")))
                 rc = bad(b, "messages", "messages[%d].function_call is not supported; use tool_calls", mi);
         } else if (IS(js, &t[r], "tool")) {
             rc = tool_result(b, m, mi);
         } else {
-            h2o_iovec_t name = unescape(b->pool, js, &t[r]);
+            h2o_iovec_t name = dp_json_unescape(b->pool, js, &t[r]);
             rc = bad(b, "messages", "messages[%d].role \"%.*s\" is not supported by anthropic providers", mi,
                      (int)(name.len > 40 ? 40 : name.len), name.base);
         }
@@ -565,7 +524,7 @@ static int convert_tools(bctx_t *b, dp_jw_t *w, int tools, int *ntools)
     const char *js = b->js;
     const sl_json_tok_t *t = b->t;
     *ntools = 0;
-    if (absent(t, tools))
+    if (dp_json_absent(t, tools))
         return 0;
     if (t[tools].type != SL_JSON_ARRAY)
         return bad(b, "tools", "tools must be an array");
@@ -582,7 +541,7 @@ static int convert_tools(bctx_t *b, dp_jw_t *w, int tools, int *ntools)
             params = FIND(js, t, fn, "parameters");
         if (name < 0 || t[name].type != SL_JSON_STRING)
             return bad(b, "tools", "tools[%u].function.name must be a string", k);
-        if (!absent(t, params) && t[params].type != SL_JSON_OBJECT)
+        if (!dp_json_absent(t, params) && t[params].type != SL_JSON_OBJECT)
             return bad(b, "tools", "tools[%u].function.parameters must be an object", k);
         if (k > 0)
             dp_jw_lit(w, ",");
@@ -593,15 +552,11 @@ static int convert_tools(bctx_t *b, dp_jw_t *w, int tools, int *ntools)
             jw_value(w, js, &t[desc]);
         }
         dp_jw_lit(w, ",\"input_schema\":");
-        if (absent(t, params))
+        if (dp_json_absent(t, params))
             dp_jw_lit(w, "{\"type\":\"object\",\"properties\":{}}");
         else
             jw_compact(w, js + t[params].start, TLEN(&t[params]));
-        int cc = FIND(js, t, p, "cache_control");
-        if (cc > 0 && t[cc].type == SL_JSON_OBJECT) {
-            dp_jw_lit(w, ",\"cache_control\":");
-            jw_value(w, js, &t[cc]);
-        }
+        jw_cache_control(w, js, t, p);
         dp_jw_lit(w, "}");
     }
     dp_jw_lit(w, "]");
@@ -618,7 +573,7 @@ static int convert_tool_choice(bctx_t *b, dp_jw_t *w, int tc, int ptc)
     int no_parallel = ptc > 0 && t[ptc].type == SL_JSON_FALSE;
     const char *type = "auto";
     int name = -1;
-    if (!absent(t, tc)) {
+    if (!dp_json_absent(t, tc)) {
         if (IS(js, &t[tc], "auto")) {
             type = "auto";
         } else if (IS(js, &t[tc], "none")) {
@@ -656,18 +611,19 @@ static int check_unsupported(bctx_t *b)
     const sl_json_tok_t *t = b->t;
     int i;
     int64_t v;
-    if ((i = FIND(js, t, 0, "n")) > 0 && !absent(t, i) && (sl_json_int64(js, &t[i], &v) != 0 || v != 1))
+    if ((i = FIND(js, t, 0, "n")) > 0 && !dp_json_absent(t, i) && (sl_json_int64(js, &t[i], &v) != 0 || v != 1))
         return bad(b, "n", "n other than 1 is not supported by anthropic providers");
     if ((i = FIND(js, t, 0, "logprobs")) > 0 && t[i].type == SL_JSON_TRUE)
         return bad(b, "logprobs", "logprobs are not supported by anthropic providers");
-    if ((i = FIND(js, t, 0, "top_logprobs")) > 0 && !absent(t, i) && !(sl_json_int64(js, &t[i], &v) == 0 && v == 0))
+    if ((i = FIND(js, t, 0, "top_logprobs")) > 0 && !dp_json_absent(t, i) &&
+        !(sl_json_int64(js, &t[i], &v) == 0 && v == 0))
         return bad(b, "top_logprobs", "top_logprobs are not supported by anthropic providers");
-    if ((i = FIND(js, t, 0, "response_format")) > 0 && !absent(t, i)) {
+    if ((i = FIND(js, t, 0, "response_format")) > 0 && !dp_json_absent(t, i)) {
         int ty = t[i].type == SL_JSON_OBJECT ? FIND(js, t, i, "type") : -1;
         if (ty < 0 || !IS(js, &t[ty], "text"))
             return bad(b, "response_format", "response_format other than text is not supported by anthropic providers");
     }
-    if ((i = FIND(js, t, 0, "functions")) > 0 && !absent(t, i))
+    if ((i = FIND(js, t, 0, "functions")) > 0 && !dp_json_absent(t, i))
         return bad(b, "functions", "functions is not supported; use tools");
     return 0;
 }
@@ -691,9 +647,9 @@ int dp_anthropic_chat_body(h2o_mem_pool_t *pool, const dp_chat_req_t *in, h2o_io
 
     int64_t max_tokens = default_max_tokens > 0 ? default_max_tokens : DP_ANTHROPIC_DEFAULT_MAX_TOKENS;
     i = FIND(js, t, 0, "max_completion_tokens");
-    if (absent(t, i))
+    if (dp_json_absent(t, i))
         i = FIND(js, t, 0, "max_tokens");
-    if (!absent(t, i)) {
+    if (!dp_json_absent(t, i)) {
         int64_t v;
         if (sl_json_int64(js, &t[i], &v) != 0 || v < 1) {
             rc = bad(&b, "max_tokens", "max_tokens must be a positive integer");
@@ -750,7 +706,7 @@ int dp_anthropic_chat_body(h2o_mem_pool_t *pool, const dp_chat_req_t *in, h2o_io
         goto done;
 
     i = FIND(js, t, 0, "stop");
-    if (!absent(t, i)) {
+    if (!dp_json_absent(t, i)) {
         if (t[i].type == SL_JSON_STRING) {
             dp_jw_lit(&w, ",\"stop_sequences\":[");
             jw_value(&w, js, &t[i]);
@@ -775,19 +731,10 @@ int dp_anthropic_chat_body(h2o_mem_pool_t *pool, const dp_chat_req_t *in, h2o_io
             goto done;
         }
     }
-    static const char *const numbers[] = {"temperature", "top_p"};
-    for (size_t k = 0; k < 2; k++) {
-        i = sl_json_find(js, t, 0, numbers[k], strlen(numbers[k]));
-        if (absent(t, i))
-            continue;
-        if (t[i].type != SL_JSON_NUMBER) {
-            rc = bad(&b, numbers[k], "%s must be a number", numbers[k]);
-            goto done;
-        }
-        dp_jw_lit(&w, ",\"");
-        dp_jw_raw(&w, numbers[k], strlen(numbers[k]));
-        dp_jw_lit(&w, "\":");
-        jw_value(&w, js, &t[i]);
+    const char *not_number = jw_sampling(&w, js, t);
+    if (not_number != NULL) {
+        rc = bad(&b, not_number, "%s must be a number", not_number);
+        goto done;
     }
     i = FIND(js, t, 0, "user");
     if (i > 0 && t[i].type == SL_JSON_STRING && t[i].end > t[i].start) {
@@ -864,14 +811,8 @@ static int build_chat(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_
     dp_jw_raw(&w, prov->authority, prov->authority_len);
     dp_jw_lit(&w, "\r\nx-api-key: ");
     dp_jw_raw(&w, cred->secret, cred->secret_len);
-    dp_jw_lit(&w, "\r\nanthropic-version: " DP_ANTHROPIC_VERSION "\r\ncontent-type: application/json\r\naccept: ");
-    if (in->stream)
-        dp_jw_lit(&w, "text/event-stream");
-    else
-        dp_jw_lit(&w, "application/json");
-    dp_jw_lit(&w, "\r\nx-request-id: ");
-    dp_jw_raw(&w, request_id.base, request_id.len);
-    dp_jw_lit(&w, "\r\n");
+    dp_jw_lit(&w, "\r\nanthropic-version: " DP_ANTHROPIC_VERSION "\r\n");
+    dp_upstream_json_headers(&w, in->stream ? "text/event-stream" : "application/json", request_id);
     for (size_t i = 0; i < client_headers->size; i++) {
         const h2o_header_t *h = &client_headers->entries[i];
         if (dp_provider_drop_request_header(h) ||
@@ -882,13 +823,7 @@ static int build_chat(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_
         dp_jw_raw(&w, h->value.base, h->value.len);
         dp_jw_lit(&w, "\r\n");
     }
-    char cl[48];
-    int n = snprintf(cl, sizeof(cl), "content-length: %zu\r\n\r\n", body.len);
-    dp_jw_raw(&w, cl, (size_t)n);
-    out->bufs[0] = dp_jw_iov(&w);
-    out->bufs[1] = body;
-    out->nbufs = 2;
-    out->body_len = body.len;
+    dp_upstream_finish(&w, body, out);
     return 0;
 }
 
@@ -930,26 +865,13 @@ static const char *finish_reason(const char *js, const sl_json_tok_t *t)
     return "stop"; /* end_turn, stop_sequence, pause_turn */
 }
 
-static void jw_usage(dp_jw_t *w, const dp_tokens_t *tk)
-{
-    dp_jw_lit(w, "{\"prompt_tokens\":");
-    dp_jw_int(w, tk->input);
-    dp_jw_lit(w, ",\"completion_tokens\":");
-    dp_jw_int(w, tk->output);
-    dp_jw_lit(w, ",\"total_tokens\":");
-    dp_jw_int(w, tk->input + tk->output);
-    dp_jw_lit(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
-    dp_jw_int(w, tk->cached_input);
-    dp_jw_lit(w, "}}");
-}
-
 /* ---- complete responses --------------------------------------------------- */
 
 int dp_anthropic_translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char *body, size_t len,
                                     h2o_iovec_t *out, dp_tokens_t *tokens)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     int content = FIND(body, t, 0, "content");
@@ -1004,12 +926,7 @@ int dp_anthropic_translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, c
 
     dp_jw_t w;
     dp_jw_init(&w, pool, text.len + calls.len + ctx->id.len + ctx->model.len + 384);
-    dp_jw_lit(&w, "{\"id\":");
-    dp_jw_str(&w, ctx->id.base, ctx->id.len);
-    dp_jw_lit(&w, ",\"object\":\"chat.completion\",\"created\":");
-    dp_jw_int(&w, ctx->created);
-    dp_jw_lit(&w, ",\"model\":");
-    dp_jw_str(&w, ctx->model.base, ctx->model.len);
+    dp_xlate_open(&w, ctx, 0);
     dp_jw_lit(&w, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     if (ntext == 0 && ncalls > 0)
         dp_jw_lit(&w, "null");
@@ -1024,7 +941,7 @@ int dp_anthropic_translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, c
     const char *fr = finish_reason(body, sr > 0 ? &t[sr] : NULL);
     dp_jw_raw(&w, fr, strlen(fr));
     dp_jw_lit(&w, "\"}],\"usage\":");
-    jw_usage(&w, tokens);
+    dp_xlate_usage(&w, tokens, 0);
     dp_jw_lit(&w, "}");
     *out = dp_jw_iov(&w);
     return 0;
@@ -1033,7 +950,7 @@ int dp_anthropic_translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, c
 int dp_anthropic_parse_usage(h2o_mem_pool_t *pool, const char *body, size_t len, dp_tokens_t *out)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     int u = FIND(body, t, 0, "usage");
@@ -1073,7 +990,8 @@ static int error_parts(h2o_mem_pool_t *pool, const char *body, size_t len, sl_js
     *ty = *msg = -1;
     if (body == NULL || len == 0)
         return -1;
-    int n = pool != NULL ? tokenize(pool, body, len, stack, cap, t) : sl_json_parse(body, len, stack, cap, NULL);
+    int n = pool != NULL ? dp_provider_parse_pool(pool, body, len, stack, cap, t)
+                         : sl_json_parse(body, len, stack, cap, NULL);
     if (pool == NULL)
         *t = stack;
     if (n < 1 || (*t)[0].type != SL_JSON_OBJECT)
@@ -1120,17 +1038,8 @@ void dp_anthropic_map_error(int status, const char *body, size_t len, dp_upstrea
 {
     sl_json_tok_t toks[64], *t = toks;
     int ty, msg;
-    out->pass_body = 0;
-    out->message[0] = '\0';
-    out->type = "api_error";
-    out->code = "upstream_error";
-    if (status == 401 || status == 403) {
-        /* our credential was refused: not the client's fault, and the
-         * message may echo part of the credential */
-        out->status = 502;
-        out->code = "upstream_auth_failed";
+    if (dp_upstream_error_begin(status, out))
         return;
-    }
     /* error bodies are small; one too big for the stack is not read */
     error_parts(NULL, body, len, toks, 64, &t, &ty, &msg);
     const err_map_t *m = lookup_error(body, t, ty);
@@ -1196,6 +1105,20 @@ static void delta_close(h2o_buffer_t **out, const char *finish)
     OB_LIT(out, "}]}\n\n");
 }
 
+/* A content chunk for the string member at t[s] (from FIND); none for a
+ * missing or empty text. Returns DP_EV_* flags. */
+static int text_chunk(h2o_buffer_t **out, const dp_xlate_ctx_t *ctx, const char *js, const sl_json_tok_t *t, int s)
+{
+    if (s < 0 || t[s].type != SL_JSON_STRING || t[s].end == t[s].start)
+        return 0;
+    delta_open(out, ctx);
+    OB_LIT(out, "{\"content\":");
+    ob_verbatim(out, js + t[s].start, TLEN(&t[s]));
+    OB_LIT(out, "}");
+    delta_close(out, NULL);
+    return DP_EV_CONTENT;
+}
+
 static void set_block(h2o_mem_pool_t *pool, xstate_t *st, int64_t index, int16_t v)
 {
     if (index < 0 || index >= MAX_STREAM_BLOCKS)
@@ -1254,7 +1177,7 @@ int dp_anthropic_translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, cons
         memset(st, 0, sizeof(*st));
     }
     sl_json_tok_t stack[128], *t;
-    int n = tokenize(pool, data, len, stack, 128, &t);
+    int n = dp_provider_parse_pool(pool, data, len, stack, 128, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT) {
         if (event_len == 4 && memcmp(event, "ping", 4) == 0)
             return 0;
@@ -1281,17 +1204,8 @@ int dp_anthropic_translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, cons
         if (d < 0 || t[d].type != SL_JSON_OBJECT)
             return 0;
         int dty = FIND(data, t, d, "type");
-        if (dty > 0 && IS(data, &t[dty], "text_delta")) {
-            int s = FIND(data, t, d, "text");
-            if (s < 0 || t[s].type != SL_JSON_STRING || t[s].end == t[s].start)
-                return 0;
-            delta_open(out, ctx);
-            OB_LIT(out, "{\"content\":");
-            ob_verbatim(out, data + t[s].start, TLEN(&t[s]));
-            OB_LIT(out, "}");
-            delta_close(out, NULL);
-            return DP_EV_CONTENT;
-        }
+        if (dty > 0 && IS(data, &t[dty], "text_delta"))
+            return text_chunk(out, ctx, data, t, FIND(data, t, d, "text"));
         if (dty > 0 && IS(data, &t[dty], "input_json_delta")) {
             int k = block_tool(st, index);
             int s = FIND(data, t, d, "partial_json");
@@ -1318,15 +1232,7 @@ int dp_anthropic_translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, cons
         int cty = FIND(data, t, cb, "type");
         if (cty > 0 && IS(data, &t[cty], "text")) {
             set_block(pool, st, index, -1);
-            int s = FIND(data, t, cb, "text");
-            if (s < 0 || t[s].type != SL_JSON_STRING || t[s].end == t[s].start)
-                return 0;
-            delta_open(out, ctx);
-            OB_LIT(out, "{\"content\":");
-            ob_verbatim(out, data + t[s].start, TLEN(&t[s]));
-            OB_LIT(out, "}");
-            delta_close(out, NULL);
-            return DP_EV_CONTENT;
+            return text_chunk(out, ctx, data, t, FIND(data, t, cb, "text"));
         }
         if (cty > 0 && IS(data, &t[cty], "tool_use")) {
             int id = FIND(data, t, cb, "id"), nm = FIND(data, t, cb, "name");
@@ -1377,16 +1283,13 @@ int dp_anthropic_translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, cons
         tokens->seen = 1;
         st->ended = 1;
         if (ctx->include_usage) {
+            dp_jw_t u; /* once per stream */
+            dp_jw_init(&u, pool, 192);
+            dp_xlate_usage(&u, tokens, 0);
             chunk_head(out, ctx);
-            OB_LIT(out, ",\"choices\":[],\"usage\":{\"prompt_tokens\":");
-            ob_int(out, tokens->input);
-            OB_LIT(out, ",\"completion_tokens\":");
-            ob_int(out, tokens->output);
-            OB_LIT(out, ",\"total_tokens\":");
-            ob_int(out, tokens->input + tokens->output);
-            OB_LIT(out, ",\"prompt_tokens_details\":{\"cached_tokens\":");
-            ob_int(out, tokens->cached_input);
-            OB_LIT(out, "}}}\n\n");
+            OB_LIT(out, ",\"choices\":[],\"usage\":");
+            ob_raw(out, u.buf, u.len);
+            OB_LIT(out, "}\n\n");
         }
         return DP_EV_DONE | DP_EV_USAGE;
     }
@@ -1403,7 +1306,7 @@ int dp_anthropic_translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, cons
 int dp_anthropic_parse_event(h2o_mem_pool_t *pool, const char *data, size_t len, dp_tokens_t *out)
 {
     sl_json_tok_t stack[128], *t;
-    int n = tokenize(pool, data, len, stack, 128, &t);
+    int n = dp_provider_parse_pool(pool, data, len, stack, 128, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return 0;
     int ty = FIND(data, t, 0, "type");
@@ -1454,19 +1357,6 @@ typedef struct ictx {
     sl_err_t *err;
 } ictx_t;
 
-/* A text part {"type":"text","text":...} (+ cache_control) from block b. */
-static void ingress_text_part(const ictx_t *c, dp_jw_t *w, int s, int b)
-{
-    dp_jw_lit(w, "{\"type\":\"text\",\"text\":");
-    jw_value(w, c->js, &c->t[s]);
-    int cc = b > 0 ? FIND(c->js, c->t, b, "cache_control") : -1;
-    if (cc > 0 && c->t[cc].type == SL_JSON_OBJECT) {
-        dp_jw_lit(w, ",\"cache_control\":");
-        jw_value(w, c->js, &c->t[cc]);
-    }
-    dp_jw_lit(w, "}");
-}
-
 /* An image block as an image_url part. */
 static int ingress_image_part(const ictx_t *c, dp_jw_t *w, int b, const char *where)
 {
@@ -1513,7 +1403,7 @@ static int ingress_tool_result(const ictx_t *c, dp_jw_t *tools, int *ntools, dp_
     dp_jw_lit(tools, "{\"role\":\"tool\",\"tool_call_id\":");
     jw_value(tools, js, &t[id]);
     dp_jw_lit(tools, ",\"content\":");
-    if (absent(t, content)) {
+    if (dp_json_absent(t, content)) {
         dp_jw_lit(tools, "\"\"");
     } else if (t[content].type == SL_JSON_STRING) {
         jw_value(tools, js, &t[content]);
@@ -1529,7 +1419,7 @@ static int ingress_tool_result(const ictx_t *c, dp_jw_t *tools, int *ntools, dp_
                     return sl_err_set(c->err, SL_EINVAL, "%s.content.%u.text: field required", where, k);
                 if (n++ > 0)
                     dp_jw_lit(tools, ",");
-                ingress_text_part(c, tools, s, p);
+                jw_text_part(tools, js, t, s, p);
             } else if (ty > 0 && IS(js, &t[ty], "image")) {
                 if ((*nparts)++ > 0)
                     dp_jw_lit(parts, ",");
@@ -1592,7 +1482,7 @@ static int ingress_message(const ictx_t *c, dp_jw_t *w, int *nmsgs, int m, uint3
             if (user) {
                 if (nparts++ > 0)
                     dp_jw_lit(&parts, ",");
-                ingress_text_part(c, &parts, s, b);
+                jw_text_part(&parts, js, t, s, b);
             } else {
                 dp_jw_raw(&text, js + t[s].start, TLEN(&t[s]));
                 ntext++;
@@ -1609,7 +1499,7 @@ static int ingress_message(const ictx_t *c, dp_jw_t *w, int *nmsgs, int m, uint3
             int id = FIND(js, t, b, "id"), name = FIND(js, t, b, "name"), input = FIND(js, t, b, "input");
             if (id < 0 || t[id].type != SL_JSON_STRING || name < 0 || t[name].type != SL_JSON_STRING)
                 return sl_err_set(c->err, SL_EINVAL, "%s: id and name are required", where);
-            if (!absent(t, input) && t[input].type != SL_JSON_OBJECT)
+            if (!dp_json_absent(t, input) && t[input].type != SL_JSON_OBJECT)
                 return sl_err_set(c->err, SL_EINVAL, "%s.input: must be an object", where);
             if (ncalls++ > 0)
                 dp_jw_lit(&calls, ",");
@@ -1618,7 +1508,7 @@ static int ingress_message(const ictx_t *c, dp_jw_t *w, int *nmsgs, int m, uint3
             dp_jw_lit(&calls, ",\"type\":\"function\",\"function\":{\"name\":");
             jw_value(&calls, js, &t[name]);
             dp_jw_lit(&calls, ",\"arguments\":");
-            if (absent(t, input))
+            if (dp_json_absent(t, input))
                 dp_jw_lit(&calls, "\"{}\"");
             else
                 jw_json_as_string(&calls, js + t[input].start, TLEN(&t[input]));
@@ -1626,7 +1516,7 @@ static int ingress_message(const ictx_t *c, dp_jw_t *w, int *nmsgs, int m, uint3
         } else if (IS(js, &t[ty], "thinking") || IS(js, &t[ty], "redacted_thinking")) {
             continue; /* no OpenAI form; the model does not need its own reasoning back */
         } else {
-            h2o_iovec_t name = unescape(c->pool, js, &t[ty]);
+            h2o_iovec_t name = dp_json_unescape(c->pool, js, &t[ty]);
             return sl_err_set(c->err, SL_EINVAL, "%s: %s blocks of type '%.*s' are not supported", where,
                               user ? "user" : "assistant", (int)(name.len > 40 ? 40 : name.len), name.base);
         }
@@ -1666,7 +1556,7 @@ static int ingress_system(const ictx_t *c, dp_jw_t *w, int *nmsgs, int sys)
 {
     const char *js = c->js;
     const sl_json_tok_t *t = c->t;
-    if (absent(t, sys))
+    if (dp_json_absent(t, sys))
         return 0;
     if (t[sys].type == SL_JSON_STRING) {
         if (t[sys].end == t[sys].start)
@@ -1690,7 +1580,7 @@ static int ingress_system(const ictx_t *c, dp_jw_t *w, int *nmsgs, int sys)
             return sl_err_set(c->err, SL_EINVAL, "system.%u: only text blocks are supported", k);
         if (k > 0)
             dp_jw_lit(w, ",");
-        ingress_text_part(c, w, s, b);
+        jw_text_part(w, js, t, s, b);
     }
     dp_jw_lit(w, "]}");
     (*nmsgs)++;
@@ -1701,7 +1591,7 @@ static int ingress_tools(const ictx_t *c, dp_jw_t *w, int tools)
 {
     const char *js = c->js;
     const sl_json_tok_t *t = c->t;
-    if (absent(t, tools))
+    if (dp_json_absent(t, tools))
         return 0;
     if (t[tools].type != SL_JSON_ARRAY)
         return sl_err_set(c->err, SL_EINVAL, "tools: input should be a valid list");
@@ -1714,7 +1604,7 @@ static int ingress_tools(const ictx_t *c, dp_jw_t *w, int tools)
             return sl_err_set(c->err, SL_EINVAL, "tools.%u: must be an object", k);
         int ty = FIND(js, t, p, "type"), name = FIND(js, t, p, "name"), desc = FIND(js, t, p, "description"),
             schema = FIND(js, t, p, "input_schema");
-        if (!absent(t, ty) && !IS(js, &t[ty], "custom"))
+        if (!dp_json_absent(t, ty) && !IS(js, &t[ty], "custom"))
             return sl_err_set(c->err, SL_EINVAL, "tools.%u: server tools are not supported through this gateway", k);
         if (name < 0 || t[name].type != SL_JSON_STRING)
             return sl_err_set(c->err, SL_EINVAL, "tools.%u.name: field required", k);
@@ -1731,16 +1621,12 @@ static int ingress_tools(const ictx_t *c, dp_jw_t *w, int tools)
         dp_jw_lit(w, ",\"parameters\":");
         jw_compact(w, js + t[schema].start, TLEN(&t[schema]));
         dp_jw_lit(w, "}");
-        int cc = FIND(js, t, p, "cache_control");
-        if (cc > 0 && t[cc].type == SL_JSON_OBJECT) {
-            dp_jw_lit(w, ",\"cache_control\":");
-            jw_value(w, js, &t[cc]);
-        }
+        jw_cache_control(w, js, t, p);
         dp_jw_lit(w, "}");
     }
     dp_jw_lit(w, "]");
     int tc = FIND(js, t, 0, "tool_choice");
-    if (absent(t, tc))
+    if (dp_json_absent(t, tc))
         return 0;
     int ty = t[tc].type == SL_JSON_OBJECT ? FIND(js, t, tc, "type") : -1;
     if (ty < 0)
@@ -1770,7 +1656,7 @@ static int ingress_tools(const ictx_t *c, dp_jw_t *w, int tools)
 int dp_anthropic_ingress_to_openai(h2o_mem_pool_t *pool, const char *body, size_t len, h2o_iovec_t *out, sl_err_t *err)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return sl_err_set(err, SL_EINVAL,
                           "there was an error parsing the body of your request: it must be a JSON object");
@@ -1801,7 +1687,7 @@ int dp_anthropic_ingress_to_openai(h2o_mem_pool_t *pool, const char *body, size_
     dp_jw_lit(&w, "],\"max_tokens\":");
     dp_jw_int(&w, max_tokens);
     int i = FIND(body, t, 0, "stop_sequences");
-    if (!absent(t, i)) {
+    if (!dp_json_absent(t, i)) {
         if (t[i].type != SL_JSON_ARRAY)
             return sl_err_set(err, SL_EINVAL, "stop_sequences: input should be a valid list");
         if (t[i].size > 0) {
@@ -1817,18 +1703,9 @@ int dp_anthropic_ingress_to_openai(h2o_mem_pool_t *pool, const char *body, size_
             dp_jw_lit(&w, "]");
         }
     }
-    static const char *const numbers[] = {"temperature", "top_p"};
-    for (size_t k = 0; k < 2; k++) {
-        i = sl_json_find(body, t, 0, numbers[k], strlen(numbers[k]));
-        if (absent(t, i))
-            continue;
-        if (t[i].type != SL_JSON_NUMBER)
-            return sl_err_set(err, SL_EINVAL, "%s: input should be a valid number", numbers[k]);
-        dp_jw_lit(&w, ",\"");
-        dp_jw_raw(&w, numbers[k], strlen(numbers[k]));
-        dp_jw_lit(&w, "\":");
-        jw_value(&w, body, &t[i]);
-    }
+    const char *not_number = jw_sampling(&w, body, t);
+    if (not_number != NULL)
+        return sl_err_set(err, SL_EINVAL, "%s: input should be a valid number", not_number);
     if (ingress_tools(&c, &w, FIND(body, t, 0, "tools")) != 0)
         return SL_EINVAL;
     int md = FIND(body, t, 0, "metadata");
@@ -1838,7 +1715,7 @@ int dp_anthropic_ingress_to_openai(h2o_mem_pool_t *pool, const char *body, size_
         jw_value(&w, body, &t[uid]);
     }
     int st = FIND(body, t, 0, "stream");
-    if (st > 0 && !absent(t, st) && t[st].type != SL_JSON_TRUE && t[st].type != SL_JSON_FALSE)
+    if (st > 0 && !dp_json_absent(t, st) && t[st].type != SL_JSON_TRUE && t[st].type != SL_JSON_FALSE)
         return sl_err_set(err, SL_EINVAL, "stream: input should be a valid boolean");
     if (st > 0 && t[st].type == SL_JSON_TRUE)
         dp_jw_lit(&w, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
@@ -1890,7 +1767,7 @@ static int jw_arguments_as_input(h2o_mem_pool_t *pool, dp_jw_t *w, const char *j
     }
     if (a->type != SL_JSON_STRING)
         return SL_EINVAL;
-    h2o_iovec_t s = unescape(pool, js, a);
+    h2o_iovec_t s = dp_json_unescape(pool, js, a);
     if (is_space_only(s.base, s.len)) {
         dp_jw_lit(w, "{}");
         return 0;
@@ -1922,7 +1799,7 @@ int dp_anthropic_egress_response(h2o_mem_pool_t *pool, const char *body, size_t 
                                  h2o_iovec_t *out)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     int ch = FIND(body, t, 0, "choices");
@@ -2072,11 +1949,29 @@ dp_anthropic_egress_t *dp_anthropic_egress_new(h2o_mem_pool_t *pool, h2o_iovec_t
     return s;
 }
 
-static void ev_begin(h2o_buffer_t **out, const char *name)
+/* Opens an Anthropic SSE event: the event line and the data up to its
+ * "type" member, which repeats the event's name. */
+static void ev_open(h2o_buffer_t **out, const char *name)
 {
+    size_t n = strlen(name);
     OB_LIT(out, "event: ");
-    ob_raw(out, name, strlen(name));
-    OB_LIT(out, "\ndata: ");
+    ob_raw(out, name, n);
+    OB_LIT(out, "\ndata: {\"type\":\"");
+    ob_raw(out, name, n);
+    OB_LIT(out, "\"");
+}
+
+/* A content_block_delta event for block index (the event of every token,
+ * so its opening is written in one piece): delta_head is the delta member
+ * up to its text's value, s[0..n) that value's escaped body (a token's
+ * text). */
+static void ev_delta(h2o_buffer_t **out, int index, const char *delta_head, const char *s, size_t n)
+{
+    OB_LIT(out, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":");
+    ob_int(out, index);
+    ob_raw(out, delta_head, strlen(delta_head));
+    ob_verbatim(out, s, n);
+    OB_LIT(out, "}}\n\n");
 }
 
 static void eg_start(dp_anthropic_egress_t *s, h2o_buffer_t **out)
@@ -2084,8 +1979,8 @@ static void eg_start(dp_anthropic_egress_t *s, h2o_buffer_t **out)
     if (s->started)
         return;
     s->started = 1;
-    ev_begin(out, "message_start");
-    OB_LIT(out, "{\"type\":\"message_start\",\"message\":{\"id\":");
+    ev_open(out, "message_start");
+    OB_LIT(out, ",\"message\":{\"id\":");
     ob_str(out, s->id.base, s->id.len);
     OB_LIT(out, ",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
     ob_str(out, s->model.base, s->model.len);
@@ -2097,8 +1992,8 @@ static void eg_close_block(dp_anthropic_egress_t *s, h2o_buffer_t **out)
 {
     if (s->open < 0)
         return;
-    ev_begin(out, "content_block_stop");
-    OB_LIT(out, "{\"type\":\"content_block_stop\",\"index\":");
+    ev_open(out, "content_block_stop");
+    OB_LIT(out, ",\"index\":");
     ob_int(out, s->open);
     OB_LIT(out, "}\n\n");
     s->open = -1;
@@ -2110,8 +2005,8 @@ static int eg_open_block(dp_anthropic_egress_t *s, h2o_buffer_t **out, int kind)
     eg_close_block(s, out);
     s->open = s->nblocks++;
     s->open_kind = kind;
-    ev_begin(out, "content_block_start");
-    OB_LIT(out, "{\"type\":\"content_block_start\",\"index\":");
+    ev_open(out, "content_block_start");
+    OB_LIT(out, ",\"index\":");
     ob_int(out, s->open);
     OB_LIT(out, ",\"content_block\":");
     return s->open;
@@ -2121,8 +2016,8 @@ static void eg_finish(dp_anthropic_egress_t *s, h2o_buffer_t **out)
 {
     eg_start(s, out);
     eg_close_block(s, out);
-    ev_begin(out, "message_delta");
-    OB_LIT(out, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"");
+    ev_open(out, "message_delta");
+    OB_LIT(out, ",\"delta\":{\"stop_reason\":\"");
     ob_raw(out, s->stop_reason, strlen(s->stop_reason));
     OB_LIT(out, "\",\"stop_sequence\":null},\"usage\":{\"input_tokens\":");
     ob_int(out, s->input);
@@ -2131,16 +2026,16 @@ static void eg_finish(dp_anthropic_egress_t *s, h2o_buffer_t **out)
     OB_LIT(out, ",\"output_tokens\":");
     ob_int(out, s->output);
     OB_LIT(out, "}}\n\n");
-    ev_begin(out, "message_stop");
-    OB_LIT(out, "{\"type\":\"message_stop\"}\n\n");
+    ev_open(out, "message_stop");
+    OB_LIT(out, "}\n\n");
     s->ended = 1;
 }
 
 static void eg_error(dp_anthropic_egress_t *s, h2o_buffer_t **out, const char *type, const char *msg, size_t mlen,
                      int verbatim)
 {
-    ev_begin(out, "error");
-    OB_LIT(out, "{\"type\":\"error\",\"error\":{\"type\":\"");
+    ev_open(out, "error");
+    OB_LIT(out, ",\"error\":{\"type\":\"");
     ob_raw(out, type, strlen(type));
     OB_LIT(out, "\",\"message\":");
     if (verbatim)
@@ -2210,12 +2105,8 @@ static int eg_tool_calls(dp_anthropic_egress_t *s, const char *js, const sl_json
             flags |= DP_EV_CONTENT;
         }
         if (block >= 0 && args > 0 && t[args].type == SL_JSON_STRING && t[args].end > t[args].start) {
-            ev_begin(out, "content_block_delta");
-            OB_LIT(out, "{\"type\":\"content_block_delta\",\"index\":");
-            ob_int(out, block);
-            OB_LIT(out, ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":");
-            ob_verbatim(out, js + t[args].start, TLEN(&t[args]));
-            OB_LIT(out, "}}\n\n");
+            ev_delta(out, block, ",\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":", js + t[args].start,
+                     TLEN(&t[args]));
             flags |= DP_EV_CONTENT;
         }
     }
@@ -2231,7 +2122,7 @@ int dp_anthropic_egress_event(dp_anthropic_egress_t *s, const char *data, size_t
         return DP_EV_DONE;
     }
     sl_json_tok_t stack[128], *t;
-    int n = tokenize(s->pool, data, len, stack, 128, &t);
+    int n = dp_provider_parse_pool(s->pool, data, len, stack, 128, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT) {
         eg_error(s, out, "api_error", H2O_STRLIT("the upstream sent an unreadable event"), 0);
         return DP_EV_ERROR;
@@ -2262,12 +2153,7 @@ int dp_anthropic_egress_event(dp_anthropic_egress_t *s, const char *data, size_t
                 eg_open_block(s, out, EG_TEXT);
                 OB_LIT(out, "{\"type\":\"text\",\"text\":\"\"}}\n\n");
             }
-            ev_begin(out, "content_block_delta");
-            OB_LIT(out, "{\"type\":\"content_block_delta\",\"index\":");
-            ob_int(out, s->open);
-            OB_LIT(out, ",\"delta\":{\"type\":\"text_delta\",\"text\":");
-            ob_verbatim(out, data + t[c].start, TLEN(&t[c]));
-            OB_LIT(out, "}}\n\n");
+            ev_delta(out, s->open, ",\"delta\":{\"type\":\"text_delta\",\"text\":", data + t[c].start, TLEN(&t[c]));
             flags |= DP_EV_CONTENT;
         }
         int tc = FIND(data, t, d, "tool_calls");

@@ -45,20 +45,6 @@ static int refuse(dp_upstream_req_t *out, int status, const char *msg)
 #define CLIENT(msg) refuse(out, 400, (msg))
 #define CONFIG(msg) refuse(out, 0, (msg))
 
-/* Tokenizes js into stack (scap tokens) or, when more are needed, the pool. */
-static int tokenize(h2o_mem_pool_t *pool, const char *js, size_t len, sl_json_tok_t *stack, size_t scap,
-                    sl_json_tok_t **toks)
-{
-    int n = scap > 0 ? sl_json_parse(js, len, stack, scap, NULL) : SL_ETOOBIG;
-    *toks = stack;
-    if (n == SL_ETOOBIG) {
-        size_t cap = len / 2 + 2;
-        *toks = h2o_mem_alloc_pool(pool, cap * sizeof(**toks));
-        n = sl_json_parse(js, len, *toks, cap, NULL);
-    }
-    return n;
-}
-
 /* The unescaped text of a string token, NUL-terminated, in pool memory. */
 static h2o_iovec_t str_copy(h2o_mem_pool_t *pool, const char *js, const sl_json_tok_t *t)
 {
@@ -87,16 +73,6 @@ static inline void put_raw(dp_jw_t *w, const char *js, const sl_json_tok_t *t)
         put_verbatim(w, js, t);
     else
         dp_jw_raw(w, js + t->start, t->end - t->start);
-}
-
-static const char *param(const Sluice__Config__V1__Provider *pb, const char *name)
-{
-    if (pb == NULL)
-        return NULL;
-    for (size_t i = 0; i < pb->n_params; i++)
-        if (strcmp(pb->params[i]->key, name) == 0)
-            return pb->params[i]->value;
-    return NULL;
 }
 
 static const char *cred_param(const dp_credential_t *cred, const char *name)
@@ -300,7 +276,7 @@ static int tool_use_blocks(conv_t *c, int calls)
                 dp_jw_lit(&c->blk, "{}");
             } else {
                 sl_json_tok_t stack[64], *at;
-                int n = tokenize(c->pool, a.base, a.len, stack, 64, &at);
+                int n = dp_provider_parse_pool(c->pool, a.base, a.len, stack, 64, &at);
                 if (n < 1)
                     return CLIENT("a tool call's function.arguments is not valid JSON");
                 dp_jw_raw(&c->blk, a.base, a.len);
@@ -562,7 +538,7 @@ static int finish_request(h2o_mem_pool_t *pool, const dp_provider_t *prov, const
 {
     const char *region = cred_param(cred, "region");
     if (region == NULL || region[0] == '\0')
-        region = param(prov->pb, "region");
+        region = dp_provider_param(prov, "region");
     if (region == NULL || region[0] == '\0')
         return CONFIG("the bedrock provider has no region parameter (params: {region: us-east-1})");
     if (!header_safe(region, strlen(region)))
@@ -612,11 +588,9 @@ static int finish_request(h2o_mem_pool_t *pool, const dp_provider_t *prov, const
     dp_jw_raw(&w, path.base, path.len);
     dp_jw_lit(&w, " HTTP/1.1\r\nhost: ");
     dp_jw_raw(&w, hostval, hv);
-    dp_jw_lit(&w, "\r\ncontent-type: application/json\r\naccept: ");
-    dp_jw_raw(&w, accept, strlen(accept));
-    dp_jw_lit(&w, "\r\nx-request-id: ");
-    dp_jw_raw(&w, request_id.base, request_id.len);
-    dp_jw_lit(&w, "\r\nx-amz-date: ");
+    dp_jw_lit(&w, "\r\n");
+    dp_upstream_json_headers(&w, accept, request_id);
+    dp_jw_lit(&w, "x-amz-date: ");
     dp_jw_raw(&w, sig->amz_date, strlen(sig->amz_date));
     if (creds.session_token != NULL) {
         dp_jw_lit(&w, "\r\nx-amz-security-token: ");
@@ -624,13 +598,8 @@ static int finish_request(h2o_mem_pool_t *pool, const dp_provider_t *prov, const
     }
     dp_jw_lit(&w, "\r\nauthorization: ");
     dp_jw_raw(&w, sig->authorization, strlen(sig->authorization));
-    char cl[48];
-    int cll = snprintf(cl, sizeof(cl), "\r\ncontent-length: %zu\r\n\r\n", body.len);
-    dp_jw_raw(&w, cl, (size_t)cll);
-    out->bufs[0] = dp_jw_iov(&w);
-    out->bufs[1] = body;
-    out->nbufs = 2;
-    out->body_len = body.len;
+    dp_jw_lit(&w, "\r\n");
+    dp_upstream_finish(&w, body, out);
     return 0;
 }
 
@@ -747,16 +716,10 @@ static void usage_tokens(const usage_t *u, dp_tokens_t *tokens)
 
 static void write_usage(dp_jw_t *w, const usage_t *u)
 {
-    int64_t prompt = u->input + u->cache_read + u->cache_write;
-    dp_jw_lit(w, "\"usage\":{\"prompt_tokens\":");
-    dp_jw_int(w, prompt);
-    dp_jw_lit(w, ",\"completion_tokens\":");
-    dp_jw_int(w, u->output);
-    dp_jw_lit(w, ",\"total_tokens\":");
-    dp_jw_int(w, prompt + u->output);
-    dp_jw_lit(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
-    dp_jw_int(w, u->cache_read);
-    dp_jw_lit(w, "}}");
+    dp_tokens_t tk;
+    usage_tokens(u, &tk);
+    dp_jw_lit(w, "\"usage\":");
+    dp_xlate_usage(w, &tk, 0);
 }
 
 /* A tool call's arguments: the toolUse input value as a JSON string. */
@@ -774,7 +737,7 @@ static int translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const c
                               dp_tokens_t *tokens)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     const char *js = body;
@@ -787,12 +750,7 @@ static int translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const c
 
     dp_jw_t w;
     dp_jw_init(&w, pool, len + 256 + ctx->id.len + ctx->model.len);
-    dp_jw_lit(&w, "{\"id\":");
-    dp_jw_str(&w, ctx->id.base, ctx->id.len);
-    dp_jw_lit(&w, ",\"object\":\"chat.completion\",\"created\":");
-    dp_jw_int(&w, ctx->created);
-    dp_jw_lit(&w, ",\"model\":");
-    dp_jw_str(&w, ctx->model.base, ctx->model.len);
+    dp_xlate_open(&w, ctx, 0);
     dp_jw_lit(&w, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     int ntext = 0, ntools = 0;
     uint32_t nblocks = content > 0 ? t[content].size : 0;
@@ -865,20 +823,10 @@ typedef struct stream_state {
     size_t nmap, capmap;
 } stream_state_t;
 
-static void chunk_open(dp_jw_t *w, const dp_xlate_ctx_t *ctx)
-{
-    dp_jw_lit(w, "data: {\"id\":");
-    dp_jw_str(w, ctx->id.base, ctx->id.len);
-    dp_jw_lit(w, ",\"object\":\"chat.completion.chunk\",\"created\":");
-    dp_jw_int(w, ctx->created);
-    dp_jw_lit(w, ",\"model\":");
-    dp_jw_str(w, ctx->model.base, ctx->model.len);
-}
-
 /* A chunk with one choice whose delta is delta_json (an object's inside). */
 static void delta_chunk(dp_jw_t *w, const dp_xlate_ctx_t *ctx, const char *delta, size_t dlen, const char *finish)
 {
-    chunk_open(w, ctx);
+    dp_xlate_open(w, ctx, 1);
     dp_jw_lit(w, ",\"choices\":[{\"index\":0,\"delta\":{");
     dp_jw_raw(w, delta, dlen);
     dp_jw_lit(w, "},\"logprobs\":null,\"finish_reason\":");
@@ -909,7 +857,7 @@ static int finish_stream(stream_state_t *s, const dp_xlate_ctx_t *ctx)
     role_chunk(s, ctx);
     delta_chunk(&s->w, ctx, "", 0, s->finish);
     if (ctx->include_usage) {
-        chunk_open(&s->w, ctx);
+        dp_xlate_open(&s->w, ctx, 1);
         dp_jw_lit(&s->w, ",\"choices\":[],");
         write_usage(&s->w, &s->usage);
         dp_jw_lit(&s->w, "}\n\n");
@@ -969,7 +917,7 @@ static int translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char
     if (s->done)
         return 0;
     sl_json_tok_t stack[64], *t;
-    int n = tokenize(pool, data, len, stack, 64, &t);
+    int n = dp_provider_parse_pool(pool, data, len, stack, 64, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return 0; /* not a Converse event: ignored */
     const char *js = data;
@@ -1008,7 +956,7 @@ static int translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char
         if (txt > 0 && t[txt].type == SL_JSON_STRING) {
             if (t[txt].end > t[txt].start) {
                 role_chunk(s, ctx);
-                chunk_open(&s->w, ctx);
+                dp_xlate_open(&s->w, ctx, 1);
                 dp_jw_lit(&s->w, ",\"choices\":[{\"index\":0,\"delta\":{\"content\":");
                 put_verbatim(&s->w, js, &t[txt]);
                 dp_jw_lit(&s->w, "},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
@@ -1022,7 +970,7 @@ static int translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char
             if (in > 0 && t[in].type == SL_JSON_STRING) {
                 int k = tool_for_block(pool, s, block, 1);
                 role_chunk(s, ctx);
-                chunk_open(&s->w, ctx);
+                dp_xlate_open(&s->w, ctx, 1);
                 dp_jw_lit(&s->w, ",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":");
                 dp_jw_int(&s->w, k);
                 dp_jw_lit(&s->w, ",\"function\":{\"arguments\":");
@@ -1056,7 +1004,7 @@ static int translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char
 static int parse_usage(h2o_mem_pool_t *pool, const char *body, size_t len, dp_tokens_t *out)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     usage_t u;
@@ -1068,7 +1016,7 @@ static int parse_usage(h2o_mem_pool_t *pool, const char *body, size_t len, dp_to
 static int parse_event(h2o_mem_pool_t *pool, const char *data, size_t len, dp_tokens_t *out)
 {
     sl_json_tok_t stack[64], *t;
-    int n = tokenize(pool, data, len, stack, 64, &t);
+    int n = dp_provider_parse_pool(pool, data, len, stack, 64, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return 0;
     usage_t u;
@@ -1328,7 +1276,7 @@ int dp_bedrock_translate_embeddings(h2o_mem_pool_t *pool, h2o_iovec_t model, int
                                     int64_t header_tokens, h2o_iovec_t *out, dp_tokens_t *tokens)
 {
     sl_json_tok_t *t;
-    int n = tokenize(pool, body, len, NULL, 0, &t);
+    int n = dp_provider_parse_pool(pool, body, len, NULL, 0, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     const char *js = body;

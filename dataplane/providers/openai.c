@@ -119,16 +119,6 @@ static void put(wbuf_t *w, const char *s, size_t n)
 }
 #define PUTS(w, lit) put((w), (lit), sizeof(lit) - 1)
 
-static const char *param(const dp_provider_t *prov, const char *name)
-{
-    if (prov->pb == NULL)
-        return NULL;
-    for (size_t i = 0; i < prov->pb->n_params; i++)
-        if (strcmp(prov->pb->params[i]->key, name) == 0)
-            return prov->pb->params[i]->value;
-    return NULL;
-}
-
 static int build(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_credential_t *cred, h2o_iovec_t served_model,
                  const dp_chat_req_t *in, const h2o_headers_t *client_headers, h2o_iovec_t request_id,
                  dp_upstream_req_t *out, int azure, const char *op)
@@ -137,7 +127,7 @@ static int build(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_crede
     if (prov->host == NULL || prov->host[0] == '\0' || prov->port == 0)
         return SL_EINVAL;
     size_t prefixlen = strlen(prov->path_prefix);
-    if (azure && (api_version = param(prov, "api_version")) == NULL)
+    if (azure && (api_version = dp_provider_param(prov, "api_version")) == NULL)
         api_version = DEFAULT_AZURE_API_VERSION;
 
     size_t cap = 512 + prefixlen + prov->authority_len + cred->secret_len + request_id.len;
@@ -254,24 +244,10 @@ static void read_usage(const char *js, const sl_json_tok_t *t, int u, dp_tokens_
     out->seen = 1;
 }
 
-/* Tokenizes js into a stack array when it fits, else into the pool. */
-static int tokenize(h2o_mem_pool_t *pool, const char *js, size_t len, sl_json_tok_t *stack, size_t scap,
-                    sl_json_tok_t **toks)
-{
-    int n = sl_json_parse(js, len, stack, scap, NULL);
-    *toks = stack;
-    if (n == SL_ETOOBIG) {
-        size_t cap = len / 2 + 2;
-        *toks = h2o_mem_alloc_pool(pool, cap * sizeof(**toks));
-        n = sl_json_parse(js, len, *toks, cap, NULL);
-    }
-    return n;
-}
-
 static int parse_usage(h2o_mem_pool_t *pool, const char *body, size_t len, dp_tokens_t *out)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     int u = sl_json_find(body, t, 0, "usage", 5);
@@ -291,7 +267,7 @@ static int parse_event(h2o_mem_pool_t *pool, const char *data, size_t len, dp_to
         /* a big content chunk: only worth tokenizing when it may carry usage or an error */
         if (memmem(data, len, "\"usage\"", 7) == NULL && memmem(data, len, "\"error\"", 7) == NULL)
             return DP_EV_CONTENT;
-        n = tokenize(pool, data, len, stack, 0, &t);
+        n = dp_provider_parse_pool(pool, data, len, stack, 0, &t);
     }
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return 0;
@@ -316,16 +292,8 @@ static int parse_event(h2o_mem_pool_t *pool, const char *data, size_t len, dp_to
 
 static void map_error(int status, const char *body, size_t len, dp_upstream_error_t *out)
 {
-    out->pass_body = 0;
-    out->type = "api_error";
-    out->code = "upstream_error";
-    if (status == 401 || status == 403) {
-        /* the provider refused our credential: not the client's fault, and
-         * its message may echo part of the credential */
-        out->status = 502;
-        out->code = "upstream_auth_failed";
+    if (dp_upstream_error_begin(status, out))
         return;
-    }
     out->status = status >= 400 && status <= 599 ? status : 502;
     if (status == 429) {
         out->type = "rate_limit_error";

@@ -18,7 +18,6 @@
  */
 #include "vertex.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -38,24 +37,6 @@
 
 /* ---- small helpers ------------------------------------------------------- */
 
-static int tokenize(h2o_mem_pool_t *pool, const char *js, size_t len, sl_json_tok_t *stack, size_t scap,
-                    sl_json_tok_t **toks)
-{
-    int n = scap > 0 ? sl_json_parse(js, len, stack, scap, NULL) : SL_ETOOBIG;
-    *toks = stack;
-    if (n == SL_ETOOBIG) {
-        size_t cap = len / 2 + 2;
-        *toks = h2o_mem_alloc_pool(pool, cap * sizeof(**toks));
-        n = sl_json_parse(js, len, *toks, cap, NULL);
-    }
-    return n;
-}
-
-static int absent(const sl_json_tok_t *t, int i)
-{
-    return i < 0 || t[i].type == SL_JSON_NULL;
-}
-
 static int is_str(const sl_json_tok_t *t, int i)
 {
     return i > 0 && t[i].type == SL_JSON_STRING;
@@ -64,18 +45,6 @@ static int is_str(const sl_json_tok_t *t, int i)
 static int is_obj(const sl_json_tok_t *t, int i)
 {
     return i > 0 && t[i].type == SL_JSON_OBJECT;
-}
-
-/* The unescaped text of a string token (pool memory when it had escapes;
- * not NUL-terminated). */
-static h2o_iovec_t unescape(h2o_mem_pool_t *pool, const char *js, const sl_json_tok_t *t)
-{
-    if (!t->escaped)
-        return h2o_iovec_init(js + t->start, TLEN(t));
-    size_t n = sl_json_str_len(js, t);
-    char *p = h2o_mem_alloc_pool(pool, n + 1);
-    sl_json_str_copy(js, t, p, n + 1);
-    return h2o_iovec_init(p, n);
 }
 
 /* The value at t[i] written compactly (strings keep their escapes).
@@ -276,7 +245,7 @@ static int content_parts(gb_t *b, dp_jw_t *w, size_t *np, int c, int media)
 {
     const char *js = b->js;
     const sl_json_tok_t *t = b->t;
-    if (absent(t, c))
+    if (dp_json_absent(t, c))
         return 0;
     if (t[c].type == SL_JSON_STRING) {
         text_part(w, np, js, &t[c]);
@@ -306,7 +275,7 @@ static int content_parts(gb_t *b, dp_jw_t *w, size_t *np, int c, int media)
             int u = is_obj(t, iu) ? FIND(js, t, iu, "url") : iu;
             if (!is_str(t, u))
                 return bad(b, "messages", "an image_url part needs a url");
-            rc = media_url(b, w, np, unescape(b->pool, js, &t[u]));
+            rc = media_url(b, w, np, dp_json_unescape(b->pool, js, &t[u]));
         } else if (IS(js, &t[ty], "input_audio")) {
             rc = audio_part(b, w, np, p);
         } else if (IS(js, &t[ty], "file")) {
@@ -314,7 +283,7 @@ static int content_parts(gb_t *b, dp_jw_t *w, size_t *np, int c, int media)
             int fd = is_obj(t, f) ? FIND(js, t, f, "file_data") : -1;
             if (!is_str(t, fd))
                 return bad(b, "messages", "file parts must carry file_data (file ids are not supported)");
-            rc = media_url(b, w, np, unescape(b->pool, js, &t[fd]));
+            rc = media_url(b, w, np, dp_json_unescape(b->pool, js, &t[fd]));
         } else {
             return bad(b, "messages", "unsupported content part type");
         }
@@ -329,7 +298,7 @@ static int tool_call_parts(gb_t *b, dp_jw_t *w, size_t *np, int tc)
 {
     const char *js = b->js;
     const sl_json_tok_t *t = b->t;
-    if (absent(t, tc))
+    if (dp_json_absent(t, tc))
         return 0;
     if (t[tc].type != SL_JSON_ARRAY)
         return bad(b, "messages", "tool_calls must be an array");
@@ -345,12 +314,12 @@ static int tool_call_parts(gb_t *b, dp_jw_t *w, size_t *np, int tc)
         dp_jw_lit(w, "{\"functionCall\":{\"name\":");
         dp_jw_str_verbatim(w, js + t[name].start, TLEN(&t[name]));
         dp_jw_lit(w, ",\"args\":");
-        if (absent(t, args)) {
+        if (dp_json_absent(t, args)) {
             dp_jw_lit(w, "{}");
         } else if (t[args].type == SL_JSON_OBJECT) {
             jw_copy(w, js, t, args);
         } else if (t[args].type == SL_JSON_STRING) {
-            h2o_iovec_t a = unescape(b->pool, js, &t[args]);
+            h2o_iovec_t a = dp_json_unescape(b->pool, js, &t[args]);
             size_t s = 0;
             while (s < a.len && (a.base[s] == ' ' || a.base[s] == '\t' || a.base[s] == '\n' || a.base[s] == '\r'))
                 s++;
@@ -358,7 +327,7 @@ static int tool_call_parts(gb_t *b, dp_jw_t *w, size_t *np, int tc)
                 dp_jw_lit(w, "{}");
             } else {
                 sl_json_tok_t *at;
-                int n = tokenize(b->pool, a.base, a.len, NULL, 0, &at);
+                int n = dp_provider_parse_pool(b->pool, a.base, a.len, NULL, 0, &at);
                 if (n < 1 || at[0].type != SL_JSON_OBJECT)
                     return bad(b, "messages", "tool call arguments must be a JSON object");
                 jw_copy(w, a.base, at, 0);
@@ -418,7 +387,7 @@ static int tool_message(gb_t *b, int m, uint32_t k, int legacy)
         int id = FIND(js, t, m, "tool_call_id");
         if (!is_str(t, id))
             return bad(b, "messages", "a tool message needs a tool_call_id");
-        name = find_tool_name(b, k, unescape(b->pool, js, &t[id]));
+        name = find_tool_name(b, k, dp_json_unescape(b->pool, js, &t[id]));
         if (name < 0)
             name = FIND(js, t, m, "name");
     }
@@ -449,7 +418,7 @@ static int tool_message(gb_t *b, int m, uint32_t k, int legacy)
                 return bad(b, "messages", "tool message content parts must be text");
             dp_jw_raw(w, js + t[x].start, TLEN(&t[x]));
         }
-    } else if (!absent(t, c)) {
+    } else if (!dp_json_absent(t, c)) {
         return bad(b, "messages", "tool message content must be a string or text parts");
     }
     dp_jw_lit(w, "\"}}}");
@@ -585,7 +554,7 @@ static int tools(gb_t *b)
     const sl_json_tok_t *t = b->t;
     dp_jw_t *w = &b->w;
     int ts = FIND(js, t, 0, "tools");
-    if (absent(t, ts))
+    if (dp_json_absent(t, ts))
         return 0;
     if (t[ts].type != SL_JSON_ARRAY)
         return bad(b, "tools", "tools must be an array");
@@ -610,7 +579,7 @@ static int tools(gb_t *b)
             dp_jw_lit(w, ",\"description\":");
             dp_jw_str_verbatim(w, js + t[desc].start, TLEN(&t[desc]));
         }
-        if (!absent(t, params)) {
+        if (!dp_json_absent(t, params)) {
             if (t[params].type != SL_JSON_OBJECT)
                 return bad(b, "tools", "function parameters must be a JSON schema object");
             if (!empty_params(js, t, params)) {
@@ -623,7 +592,7 @@ static int tools(gb_t *b)
     dp_jw_lit(w, "]}]");
 
     int tc = FIND(js, t, 0, "tool_choice");
-    if (absent(t, tc))
+    if (dp_json_absent(t, tc))
         return 0;
     const char *mode = NULL;
     int only = -1;
@@ -667,7 +636,7 @@ static int gen_number(gb_t *b, size_t *n, const char *oname, const char *gname, 
     const char *js = b->js;
     const sl_json_tok_t *t = b->t;
     int v = sl_json_find(js, t, 0, oname, strlen(oname));
-    if (absent(t, v))
+    if (dp_json_absent(t, v))
         return 0;
     int64_t iv;
     if (t[v].type != SL_JSON_NUMBER || (integer && sl_json_int64(js, &t[v], &iv) != 0))
@@ -697,10 +666,10 @@ static int generation_config(gb_t *b, const dp_chat_req_t *in)
         return rc;
     int nc = FIND(js, t, 0, "n");
     int64_t nv;
-    if (!absent(t, nc) && (sl_json_int64(js, &t[nc], &nv) != 0 || nv != 1))
+    if (!dp_json_absent(t, nc) && (sl_json_int64(js, &t[nc], &nv) != 0 || nv != 1))
         return bad(b, "n", "n other than 1 is not supported for Gemini"); /* one choice is translated */
     int stop = FIND(js, t, 0, "stop");
-    if (!absent(t, stop)) {
+    if (!dp_json_absent(t, stop)) {
         if (t[stop].type == SL_JSON_STRING) {
             gen_key(w, &n, "stopSequences");
             dp_jw_lit(w, "[");
@@ -723,7 +692,7 @@ static int generation_config(gb_t *b, const dp_chat_req_t *in)
         }
     }
     int rf = FIND(js, t, 0, "response_format");
-    if (!absent(t, rf)) {
+    if (!dp_json_absent(t, rf)) {
         int ty = t[rf].type == SL_JSON_OBJECT ? FIND(js, t, rf, "type") : -1;
         if (!is_str(t, ty))
             return bad(b, "response_format", "response_format needs a type");
@@ -803,16 +772,6 @@ int dp_vertex_is_claude(const char *model, size_t len)
     return len >= 6 && strncasecmp(model, "claude", 6) == 0;
 }
 
-static const char *param(const dp_provider_t *prov, const char *name)
-{
-    if (prov->pb == NULL)
-        return NULL;
-    for (size_t i = 0; i < prov->pb->n_params; i++)
-        if (prov->pb->params[i]->key != NULL && strcmp(prov->pb->params[i]->key, name) == 0)
-            return prov->pb->params[i]->value;
-    return NULL;
-}
-
 /* Whether s may go into a URL path segment as is. */
 static int segment_ok(const char *s, size_t n, const char *extra)
 {
@@ -859,13 +818,13 @@ static int prepare(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_cre
         out->error = why;
         return SL_EUNAVAIL;
     }
-    tg->project = param(prov, "project");
+    tg->project = dp_provider_param(prov, "project");
     tg->project_len = tg->project != NULL ? strlen(tg->project) : 0;
     if (tg->project_len == 0) {
         tg->project = sa_project.base;
         tg->project_len = sa_project.len;
     }
-    tg->location = param(prov, "location");
+    tg->location = dp_provider_param(prov, "location");
     if (tg->location == NULL || tg->location[0] == '\0')
         tg->location = DEFAULT_LOCATION;
     if (!segment_ok(tg->project, tg->project_len, ":"))
@@ -904,20 +863,9 @@ static void finish_request(h2o_mem_pool_t *pool, const dp_provider_t *prov, cons
     dp_jw_raw(&w, prov->authority, prov->authority_len);
     dp_jw_lit(&w, "\r\nauthorization: Bearer ");
     dp_jw_raw(&w, tg->token.base, tg->token.len);
-    dp_jw_lit(&w, "\r\ncontent-type: application/json\r\naccept: ");
-    if (stream)
-        dp_jw_lit(&w, "text/event-stream");
-    else
-        dp_jw_lit(&w, "application/json");
-    dp_jw_lit(&w, "\r\nx-request-id: ");
-    dp_jw_raw(&w, request_id.base, request_id.len);
-    char cl[48];
-    int n = snprintf(cl, sizeof(cl), "\r\ncontent-length: %zu\r\n\r\n", body.len);
-    dp_jw_raw(&w, cl, (size_t)n);
-    out->bufs[0] = dp_jw_iov(&w);
-    out->bufs[1] = body;
-    out->nbufs = 2;
-    out->body_len = body.len;
+    dp_jw_lit(&w, "\r\n");
+    dp_upstream_json_headers(&w, stream ? "text/event-stream" : "application/json", request_id);
+    dp_upstream_finish(&w, body, out);
 }
 
 static int build_chat(h2o_mem_pool_t *pool, const dp_provider_t *prov, const dp_credential_t *cred,
@@ -965,11 +913,11 @@ int dp_vertex_embeddings_body(h2o_mem_pool_t *pool, const char *js, const sl_jso
     }
     int task = FIND(js, t, 0, "input_type"), dims = FIND(js, t, 0, "dimensions");
     int64_t d = 0;
-    if (!absent(t, dims) && (sl_json_int64(js, &t[dims], &d) != 0 || d < 1)) {
+    if (!dp_json_absent(t, dims) && (sl_json_int64(js, &t[dims], &d) != 0 || d < 1)) {
         *errmsg = "dimensions must be a positive integer";
         return SL_EINVAL;
     }
-    if (!absent(t, task) && t[task].type != SL_JSON_STRING) {
+    if (!dp_json_absent(t, task) && t[task].type != SL_JSON_STRING) {
         *errmsg = "input_type must be a string";
         return SL_EINVAL;
     }
@@ -987,7 +935,7 @@ int dp_vertex_embeddings_body(h2o_mem_pool_t *pool, const char *js, const sl_jso
             dp_jw_lit(&w, ",");
         dp_jw_lit(&w, "{\"content\":");
         dp_jw_str_verbatim(&w, js + t[e].start, TLEN(&t[e]));
-        if (!absent(t, task)) {
+        if (!dp_json_absent(t, task)) {
             dp_jw_lit(&w, ",\"task_type\":");
             dp_jw_str_verbatim(&w, js + t[task].start, TLEN(&t[task]));
         }
@@ -1077,7 +1025,7 @@ static int translate_embeddings(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const
         base64 = is_str(in->toks, ef) && IS(in->body, &in->toks[ef], "base64");
     }
     sl_json_tok_t *t;
-    int n = tokenize(pool, body, len, NULL, 0, &t);
+    int n = dp_provider_parse_pool(pool, body, len, NULL, 0, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     int preds = FIND(body, t, 0, "predictions");
@@ -1158,25 +1106,6 @@ static void fill_tokens(const gusage_t *g, dp_tokens_t *tk)
     tk->cached_input = g->cached;
     tk->output = g->output;
     tk->seen = 1;
-}
-
-static void jw_usage(dp_jw_t *w, const gusage_t *g)
-{
-    dp_jw_lit(w, "{\"prompt_tokens\":");
-    dp_jw_int(w, g->input);
-    dp_jw_lit(w, ",\"completion_tokens\":");
-    dp_jw_int(w, g->output);
-    dp_jw_lit(w, ",\"total_tokens\":");
-    dp_jw_int(w, g->input + g->output);
-    dp_jw_lit(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
-    dp_jw_int(w, g->cached);
-    dp_jw_lit(w, "}");
-    if (g->reasoning > 0) {
-        dp_jw_lit(w, ",\"completion_tokens_details\":{\"reasoning_tokens\":");
-        dp_jw_int(w, g->reasoning);
-        dp_jw_lit(w, "}");
-    }
-    dp_jw_lit(w, "}");
 }
 
 /* What one GenerateContentResponse holds. */
@@ -1297,7 +1226,7 @@ static void jw_calls(dp_jw_t *w, h2o_mem_pool_t *pool, const char *js, const sl_
             dp_jw_lit(w, "\"\"");
         dp_jw_lit(w, ",\"arguments\":");
         args.len = 0;
-        if (a > 0 && !absent(t, a))
+        if (a > 0 && !dp_json_absent(t, a))
             jw_copy(&args, js, t, a);
         else
             dp_jw_lit(&args, "{}");
@@ -1319,7 +1248,7 @@ static int translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const c
                               dp_tokens_t *tokens)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     if (!is_gemini_body(body, t))
@@ -1336,12 +1265,7 @@ static int translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const c
 
     dp_jw_t w;
     dp_jw_init(&w, pool, 384 + ctx->id.len + ctx->model.len + ntext + (size_t)ncalls * 128);
-    dp_jw_lit(&w, "{\"id\":");
-    dp_jw_str(&w, ctx->id.base, ctx->id.len);
-    dp_jw_lit(&w, ",\"object\":\"chat.completion\",\"created\":");
-    dp_jw_int(&w, ctx->created);
-    dp_jw_lit(&w, ",\"model\":");
-    dp_jw_str(&w, ctx->model.base, ctx->model.len);
+    dp_xlate_open(&w, ctx, 0);
     dp_jw_lit(&w, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     const char *fr = finish_reason(body, t, g.finish, ncalls > 0, g.blocked);
     if (has_text || (ncalls == 0 && strcmp(fr, "content_filter") != 0)) {
@@ -1361,9 +1285,9 @@ static int translate_response(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const c
     dp_jw_raw(&w, fr, strlen(fr));
     dp_jw_lit(&w, "\"}]");
     if (us.seen) {
-        dp_jw_lit(&w, ",\"usage\":");
-        jw_usage(&w, &us);
         fill_tokens(&us, tokens);
+        dp_jw_lit(&w, ",\"usage\":");
+        dp_xlate_usage(&w, tokens, us.reasoning);
     }
     dp_jw_lit(&w, "}");
     *out = dp_jw_iov(&w);
@@ -1393,12 +1317,7 @@ static gstate_t *stream_state(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx)
     memset(st, 0, sizeof(*st));
     dp_jw_t h;
     dp_jw_init(&h, pool, 160 + ctx->id.len + ctx->model.len);
-    dp_jw_lit(&h, "data: {\"id\":");
-    dp_jw_str(&h, ctx->id.base, ctx->id.len);
-    dp_jw_lit(&h, ",\"object\":\"chat.completion.chunk\",\"created\":");
-    dp_jw_int(&h, ctx->created);
-    dp_jw_lit(&h, ",\"model\":");
-    dp_jw_str(&h, ctx->model.base, ctx->model.len);
+    dp_xlate_open(&h, ctx, 1);
     dp_jw_lit(&h, ",\"choices\":[");
     st->head = dp_jw_iov(&h);
     st->tail =
@@ -1502,7 +1421,7 @@ static int translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char
             if (ctx->include_usage) {
                 dp_jw_raw(w, st->head.base, st->head.len);
                 dp_jw_lit(w, "],\"usage\":");
-                jw_usage(w, &us);
+                dp_xlate_usage(w, tokens, us.reasoning);
                 dp_jw_lit(w, "}\n\n");
             }
             flags |= DP_EV_DONE;
@@ -1517,7 +1436,7 @@ static int translate_event(h2o_mem_pool_t *pool, dp_xlate_ctx_t *ctx, const char
 static int parse_usage(h2o_mem_pool_t *pool, const char *body, size_t len, dp_tokens_t *out)
 {
     sl_json_tok_t stack[256], *t;
-    int n = tokenize(pool, body, len, stack, 256, &t);
+    int n = dp_provider_parse_pool(pool, body, len, stack, 256, &t);
     if (n < 1 || t[0].type != SL_JSON_OBJECT)
         return SL_EINVAL;
     if (!is_gemini_body(body, t))
@@ -1558,16 +1477,8 @@ static void map_error(int status, const char *body, size_t len, dp_upstream_erro
             return;
         }
     }
-    out->pass_body = 0;
-    out->message[0] = '\0';
-    out->type = "api_error";
-    out->code = "upstream_error";
-    if (status == 401 || status == 403) {
-        /* Google refused our access token: the client is not at fault */
-        out->status = 502;
-        out->code = "upstream_auth_failed";
-        return;
-    }
+    if (dp_upstream_error_begin(status, out))
+        return; /* Google refused our access token */
     out->status = status >= 400 && status <= 599 ? status : 502;
     int e = n > 0 && t[0].type == SL_JSON_OBJECT ? FIND(body, t, 0, "error") : -1;
     int msg = is_obj(t, e) ? FIND(body, t, e, "message") : -1;

@@ -197,6 +197,30 @@ static void test_errpos(void **state)
     assert_int_equal(pos, 5);
 }
 
+/* Escaping: the short escapes for quote, backslash, newline, return and
+ * tab, \u00XX for other control bytes, everything else as it is; the
+ * result reads back as the input. */
+static void test_escape(void **state)
+{
+    static const char raw[] = "a\"b\\c\nd\re\tf\x01g\bh\x1f/\x7f\xc3\xa9";
+    static const char want[] = "a\\\"b\\\\c\\nd\\re\\tf\\u0001g\\u0008h\\u001f/\x7f\xc3\xa9";
+    size_t n = sizeof(raw) - 1;
+    char out[6 * sizeof(raw) + 2];
+    out[0] = '"';
+    char *end = sl_json_escape(out + 1, raw, n);
+    assert_int_equal((size_t)(end - (out + 1)), sl_json_escaped_len(raw, n));
+    assert_memory_equal(out + 1, want, sizeof(want) - 1);
+    assert_int_equal((size_t)(end - (out + 1)), sizeof(want) - 1);
+    *end++ = '"';
+    sl_json_tok_t t[CAP];
+    assert_int_equal(sl_json_parse(out, (size_t)(end - out), t, CAP, NULL), 1);
+    char back[sizeof(raw)];
+    assert_int_equal(sl_json_str_copy(out, &t[0], back, sizeof(back)), n);
+    assert_memory_equal(back, raw, n);
+    assert_int_equal(sl_json_escaped_len("", 0), 0);
+    assert_ptr_equal(sl_json_escape(out, "", 0), out);
+}
+
 /* Mutates a valid document many ways (bounded, deterministic) and checks the
  * parser never crashes, never reads out of bounds (run under ASan), and that
  * counting mode and token mode agree on every input. */
@@ -266,7 +290,8 @@ int main(void)
         cmocka_unit_test(test_depth_limit),      cmocka_unit_test(test_tree_shape),
         cmocka_unit_test(test_too_many_tokens),  cmocka_unit_test(test_escaped_strings),
         cmocka_unit_test(test_duplicate_member_last_wins), cmocka_unit_test(test_int64_and_bool),
-        cmocka_unit_test(test_errpos),           cmocka_unit_test(test_mutation_loop),
+        cmocka_unit_test(test_errpos),           cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_mutation_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

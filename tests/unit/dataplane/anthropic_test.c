@@ -4,35 +4,10 @@
  * chunks, error bodies, and the Anthropic-format ingress translations both
  * ways. Fixtures are written in each API's real wire format; the last test
  * feeds bounded random mutations of them to every entry point. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
+#include "provider_fixture.h"
 
 #include "anthropic.h"
-#include "dp_provider.h"
-#include "sl_err.h"
-#include "sl_json.h"
 #include "sl_sse.h"
-
-static h2o_mem_pool_t pool;
-
-static int setup(void **state)
-{
-    h2o_mem_init_pool(&pool);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h2o_mem_clear_pool(&pool);
-    return 0;
-}
 
 #define STR_EQ(got, want)                                                                                              \
     do {                                                                                                               \
@@ -40,20 +15,6 @@ static int teardown(void **state)
         if (strcmp(g_, w_) != 0)                                                                                       \
             fail_msg("\n got  %s\n want %s", g_, w_);                                                                  \
     } while (0)
-
-static char *iovdup(h2o_iovec_t v)
-{
-    char *s = h2o_mem_alloc_pool(&pool, v.len + 1);
-    if (v.len != 0)
-        memcpy(s, v.base, v.len);
-    s[v.len] = '\0';
-    return s;
-}
-
-static int valid_json(const char *s, size_t n)
-{
-    return sl_json_parse(s, n, NULL, 0, NULL) > 0;
-}
 
 /* ---- fixtures (recorded wire formats) ------------------------------------ */
 
@@ -364,21 +325,22 @@ static const char WANT_EG_STREAM[] =
 
 static const dp_credential_t cred = {.id = "primary", .secret = "sk-ant-api03-test", .secret_len = 17, .weight = 1};
 
+/* The provider as the snapshot makes it from base_url https://api.anthropic.com. */
+static const dp_provider_t api_anthropic = {.name = "anthropic",
+                                            .kind = "anthropic",
+                                            .host = "api.anthropic.com",
+                                            .port = 443,
+                                            .is_ssl = 1,
+                                            .path_prefix = "",
+                                            .authority = "api.anthropic.com",
+                                            .authority_len = 17};
+
+/* chat_req_parse() of body, streamed or not as stream says, whatever body says. */
 static int tokens_for(const char *body, dp_chat_req_t *in, int stream)
 {
-    size_t len = strlen(body);
-    size_t cap = len / 2 + 2;
-    sl_json_tok_t *toks = h2o_mem_alloc_pool(&pool, cap * sizeof(*toks));
-    memset(in, 0, sizeof(*in));
-    in->body = body;
-    in->len = len;
-    in->toks = toks;
-    in->stream = stream;
-    in->max_tokens = -1;
-    in->ntoks = sl_json_parse(body, len, toks, cap, NULL);
-    if (in->ntoks < 1)
+    if (chat_req_parse(body, in) != 0)
         return -1;
-    in->model_tok = sl_json_find(body, toks, 0, "model", 5);
+    in->stream = stream;
     return 0;
 }
 
@@ -442,17 +404,9 @@ static int build(const dp_provider_t *p, const char *openai, int stream, const h
 
 static void test_build_text_request(void **state)
 {
-    dp_provider_t p = {.name = "anthropic",
-                       .kind = "anthropic",
-                       .host = "api.anthropic.com",
-                       .port = 443,
-                       .is_ssl = 1,
-                       .path_prefix = "",
-                       .authority = "api.anthropic.com",
-                       .authority_len = 17};
     dp_upstream_req_t out;
     char *head, *body;
-    assert_int_equal(build(&p,
+    assert_int_equal(build(&api_anthropic,
                            "{\"model\":\"claude-sonnet-4-5\",\"messages\":[{\"role\":\"system\",\"content\":\"Be "
                            "brief.\"},{\"role\":\"user\",\"content\":\"Hello, Claude\"}]}",
                            0, NULL, &head, &body, &out),
@@ -611,17 +565,9 @@ static void test_build_rejects(void **state)
     check_rejected("{\"messages\":[{\"role\":\"user\",\"content\":5}]}", "content must be");
 
     /* through build_chat: a 400 for the client, with the reason */
-    dp_provider_t p = {.name = "anthropic",
-                       .kind = "anthropic",
-                       .host = "api.anthropic.com",
-                       .port = 443,
-                       .is_ssl = 1,
-                       .path_prefix = "",
-                       .authority = "api.anthropic.com",
-                       .authority_len = 17};
     dp_upstream_req_t out;
     char *head, *body;
-    assert_int_equal(build(&p, "{" MSGS ",\"n\":3}", 0, NULL, &head, &body, &out), SL_EINVAL);
+    assert_int_equal(build(&api_anthropic, "{" MSGS ",\"n\":3}", 0, NULL, &head, &body, &out), SL_EINVAL);
     assert_int_equal(out.error_status, 400);
     assert_non_null(out.error);
     assert_non_null(strstr(out.error, "n other than 1"));
@@ -631,11 +577,7 @@ static void test_build_rejects(void **state)
 
 static dp_xlate_ctx_t xctx(int include_usage)
 {
-    dp_xlate_ctx_t c = {.id = h2o_iovec_init(H2O_STRLIT("chatcmpl-abc")),
-                        .model = h2o_iovec_init(H2O_STRLIT("claude-sonnet-4-5")),
-                        .created = 1700000000,
-                        .include_usage = include_usage};
-    return c;
+    return xlate_ctx("chatcmpl-abc", "claude-sonnet-4-5", include_usage);
 }
 
 static char *response(const char *anthropic, dp_tokens_t *tk)
@@ -728,17 +670,7 @@ static void test_response_shapes(void **state)
 static void check_error(int status, const char *body, int want_status, const char *want_type, const char *want_code,
                         const char *want_message)
 {
-    dp_upstream_error_t ue;
-    memset(&ue, 0xff, sizeof(ue)); /* map_error must set every field it promises */
-    dp_provider_anthropic.map_error(status, body, body != NULL ? strlen(body) : 0, &ue);
-    assert_int_equal(ue.pass_body, 0);
-    assert_int_equal(ue.status, want_status);
-    STR_EQ(ue.type, want_type);
-    if (want_code == NULL)
-        assert_null(ue.code);
-    else
-        STR_EQ(ue.code, want_code);
-    STR_EQ(ue.message, want_message);
+    check_mapped(&dp_provider_anthropic, status, body, want_status, want_type, want_code, want_message);
 }
 
 #define AERR(type, msg)                                                                                                \
@@ -1169,10 +1101,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static uint32_t rnd(uint32_t n)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng % n);
+    return (uint32_t)(xorshift64(&rng) % n);
 }
 
 /* A random mutation of src: flipped, deleted, duplicated or inserted bytes,

@@ -4,49 +4,15 @@
  * sequences back to OpenAI, error mapping, InvokeModel embeddings, and
  * malformed input refused without harm. The Bedrock sides are written from
  * the Converse / ConverseStream API reference. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "provider_fixture.h"
+
 #include <time.h>
 
-#include <cmocka.h>
-
 #include "bedrock.h"
-#include "dp_provider.h"
-#include "sl_err.h"
-#include "sl_json.h"
 #include "sl_sigv4.h"
 
 #define AKID "AKIDEXAMPLE0000TEST1"
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-
-static h2o_mem_pool_t pool;
-
-static int setup(void **state)
-{
-    h2o_mem_init_pool(&pool);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h2o_mem_clear_pool(&pool);
-    return 0;
-}
-
-/* Whether s[0..len) is one valid JSON value. */
-static int valid_json(const char *s, size_t len)
-{
-    size_t cap = len / 2 + 2;
-    sl_json_tok_t *t = malloc(cap * sizeof(*t));
-    int n = sl_json_parse(s, len, t, cap, NULL);
-    free(t);
-    return n > 0;
-}
 
 /* ---- fixtures ------------------------------------------------------------------ */
 
@@ -88,19 +54,8 @@ typedef struct built {
 
 static built_t build_with(const dp_provider_t *p, const dp_credential_t *c, const char *body, const char *model)
 {
-    static sl_json_tok_t toks[1024];
     built_t b = {0};
-    dp_chat_req_t in = {.body = body, .len = strlen(body), .toks = toks, .max_tokens = -1};
-    in.ntoks = sl_json_parse(body, in.len, toks, 1024, NULL);
-    assert_true(in.ntoks > 0);
-    in.model_tok = sl_json_find(body, toks, 0, "model", 5);
-    int s = sl_json_find(body, toks, 0, "stream", 6);
-    in.stream = s > 0 && toks[s].type == SL_JSON_TRUE;
-    int mt = sl_json_find(body, toks, 0, "max_completion_tokens", 21);
-    if (mt < 0)
-        mt = sl_json_find(body, toks, 0, "max_tokens", 10);
-    if (mt > 0)
-        sl_json_int64(body, &toks[mt], &in.max_tokens);
+    dp_chat_req_t in = chat_req(body);
     h2o_headers_t hdrs = {NULL};
     h2o_add_header_by_str(&pool, &hdrs, H2O_STRLIT("x-custom"), 0, NULL, H2O_STRLIT("not forwarded"));
     b.rc = dp_provider_bedrock.build_chat(&pool, p, c, h2o_iovec_init(model, strlen(model)), &in, &hdrs,
@@ -108,12 +63,8 @@ static built_t build_with(const dp_provider_t *p, const dp_credential_t *c, cons
     if (b.rc != 0)
         return b;
     assert_int_equal(b.out.nbufs, 2);
-    b.head = h2o_mem_alloc_pool(&pool, b.out.bufs[0].len + 1);
-    memcpy(b.head, b.out.bufs[0].base, b.out.bufs[0].len);
-    b.head[b.out.bufs[0].len] = '\0';
-    b.body = h2o_mem_alloc_pool(&pool, b.out.bufs[1].len + 1);
-    memcpy(b.body, b.out.bufs[1].base, b.out.bufs[1].len);
-    b.body[b.out.bufs[1].len] = '\0';
+    b.head = iovdup(b.out.bufs[0]);
+    b.body = iovdup(b.out.bufs[1]);
     assert_int_equal(b.out.body_len, b.out.bufs[1].len);
     return b;
 }
@@ -391,11 +342,7 @@ static void test_signed_head(void **state)
 
 static dp_xlate_ctx_t xctx(int include_usage)
 {
-    dp_xlate_ctx_t x = {.id = h2o_iovec_init(H2O_STRLIT("chatcmpl-r1")),
-                        .model = h2o_iovec_init(H2O_STRLIT("claude")),
-                        .created = 1700000000,
-                        .include_usage = include_usage};
-    return x;
+    return xlate_ctx("chatcmpl-r1", "claude", include_usage);
 }
 
 static void check_response(const char *converse, const char *want, int64_t in, int64_t cached, int64_t out)
@@ -660,14 +607,7 @@ static void test_stream_preamble_and_errors(void **state)
 static void check_error(int status, const char *body, int want_status, const char *type, const char *code,
                         const char *message)
 {
-    dp_upstream_error_t e;
-    memset(&e, 0x5a, sizeof(e));
-    dp_provider_bedrock.map_error(status, body, strlen(body), &e);
-    assert_int_equal(e.status, want_status);
-    assert_int_equal(e.pass_body, 0);
-    assert_string_equal(e.type, type);
-    assert_string_equal(e.code, code);
-    assert_string_equal(e.message, message);
+    check_mapped(&dp_provider_bedrock, status, body, want_status, type, code, message);
 }
 
 static void test_errors(void **state)
@@ -831,10 +771,7 @@ static void test_embeddings(void **state)
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t next_rand(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)rng;
+    return (uint32_t)xorshift64(&rng);
 }
 
 static void mutate(char *s, size_t len)

@@ -3,25 +3,14 @@
  * endpoint answers, refresh and retry scheduling, and the manager thread
  * end to end against a local token endpoint (fetch, reuse, refresh before
  * expiry without a gap, failures, credentials dropped). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
+#include "provider_fixture.h"
 
 #include "dp_gauth.h"
-#include "sl_err.h"
-#include "sl_json.h"
 #include "sl_jwt.h"
 #include "token_server.h"
 
 static EVP_PKEY *key;
 static char *account; /* token_uri: Google's */
-static h2o_mem_pool_t pool;
 
 static int group_setup(void **state)
 {
@@ -34,18 +23,6 @@ static int group_teardown(void **state)
     free(account);
     EVP_PKEY_free(key);
     dp_gauth_stop();
-    return 0;
-}
-
-static int setup(void **state)
-{
-    h2o_mem_init_pool(&pool);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h2o_mem_clear_pool(&pool);
     return 0;
 }
 
@@ -228,10 +205,7 @@ static void test_schedule(void **state)
 static uint64_t rng = 0x243f6a8885a308d3ULL;
 static uint64_t next_rand(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return xorshift64(&rng);
 }
 
 static void test_mutations(void **state)

@@ -2,35 +2,10 @@
  * request splicing (model rewrite, stream_options injection), headers,
  * usage extraction from bodies and stream events, error mapping; plus the
  * error shape (dp_error.c) and pricing (dp_price.c) it relies on. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
+#include "provider_fixture.h"
 
 #include "dp_error.h"
 #include "dp_price.h"
-#include "dp_provider.h"
-#include "sl_err.h"
-#include "sl_json.h"
-
-static h2o_mem_pool_t pool;
-
-static int setup(void **state)
-{
-    h2o_mem_init_pool(&pool);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h2o_mem_clear_pool(&pool);
-    return 0;
-}
 
 static dp_provider_t provider(const char *host, uint16_t port, int ssl, const char *prefix)
 {
@@ -57,11 +32,8 @@ static const dp_credential_t cred = {.id = "primary", .secret = "sk-upstream", .
 static void build(const char *body, int stream, const char *served, const h2o_headers_t *hdrs, char **head,
                   char **outbody)
 {
-    static sl_json_tok_t toks[256];
-    dp_chat_req_t in = {.body = body, .len = strlen(body), .toks = toks, .stream = stream, .max_tokens = -1};
-    in.ntoks = sl_json_parse(body, in.len, toks, 256, NULL);
-    assert_true(in.ntoks > 0);
-    in.model_tok = sl_json_find(body, toks, 0, "model", 5);
+    dp_chat_req_t in = chat_req(body);
+    in.stream = stream;
     dp_provider_t p = provider("api.openai.com", 443, 1, "/v1");
     h2o_headers_t empty = {NULL};
     dp_upstream_req_t out = {0};
@@ -71,9 +43,7 @@ static void build(const char *body, int stream, const char *served, const h2o_he
                                      hdrs != NULL ? hdrs : &empty, h2o_iovec_init(H2O_STRLIT("rid")), &out),
                      0);
     assert_true(out.nbufs >= 2 && out.nbufs <= DP_UPSTREAM_MAX_BUFS);
-    *head = h2o_mem_alloc_pool(&pool, out.bufs[0].len + 1);
-    memcpy(*head, out.bufs[0].base, out.bufs[0].len);
-    (*head)[out.bufs[0].len] = '\0';
+    *head = iovdup(out.bufs[0]);
     size_t n = 0;
     for (size_t i = 1; i < out.nbufs; i++)
         n += out.bufs[i].len;
@@ -89,7 +59,7 @@ static void build(const char *body, int stream, const char *served, const h2o_he
     snprintf(cl, sizeof(cl), "content-length: %zu\r\n\r\n", n);
     assert_non_null(strstr(*head, cl));
     /* the result is valid JSON */
-    assert_true(sl_json_parse(*outbody, n, NULL, 0, NULL) > 0);
+    assert_true(valid_json(*outbody, n));
 }
 
 static void check_body(const char *body, int stream, const char *served, const char *want)

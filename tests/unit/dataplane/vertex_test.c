@@ -5,65 +5,13 @@
  * Gemini answers and streams into OpenAI completions and chunks (finish
  * reasons, usage with cached and thinking tokens), error mapping, and
  * malformed inputs. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include <cmocka.h>
+#include "provider_fixture.h"
 
 #include "dp_gauth.h"
-#include "dp_provider.h"
-#include "sl_err.h"
-#include "sl_json.h"
 #include "token_server.h"
 #include "vertex.h"
 
-static h2o_mem_pool_t pool;
 static const dp_provider_ops_t *ops = &dp_provider_vertex;
-
-static int setup(void **state)
-{
-    h2o_mem_init_pool(&pool);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    h2o_mem_clear_pool(&pool);
-    return 0;
-}
-
-static int valid_json(const char *s, size_t n)
-{
-    size_t cap = n / 2 + 2;
-    sl_json_tok_t *t = malloc(cap * sizeof(*t));
-    int rc = sl_json_parse(s, n, t, cap, NULL);
-    free(t);
-    return rc > 0;
-}
-
-static dp_chat_req_t chat_req(const char *body)
-{
-    size_t len = strlen(body), cap = len / 2 + 2;
-    sl_json_tok_t *toks = h2o_mem_alloc_pool(&pool, cap * sizeof(*toks));
-    dp_chat_req_t in = {.body = body, .len = len, .toks = toks, .max_tokens = -1};
-    in.ntoks = sl_json_parse(body, len, toks, cap, NULL);
-    assert_true(in.ntoks > 0);
-    in.model_tok = sl_json_find(body, toks, 0, "model", 5);
-    int s = sl_json_find(body, toks, 0, "stream", 6);
-    in.stream = s > 0 && toks[s].type == SL_JSON_TRUE;
-    int mt = sl_json_find(body, toks, 0, "max_completion_tokens", 21);
-    if (mt < 0)
-        mt = sl_json_find(body, toks, 0, "max_tokens", 10);
-    int64_t v;
-    if (mt > 0 && sl_json_int64(body, &toks[mt], &v) == 0 && v >= 0)
-        in.max_tokens = v;
-    return in;
-}
 
 /* The Gemini body for an OpenAI request (NUL-terminated pool copy). */
 static const char *gemini(const char *body)
@@ -386,11 +334,7 @@ static void test_build_claude_request(void **state)
 
 static dp_xlate_ctx_t ctx(int include_usage)
 {
-    dp_xlate_ctx_t c = {.id = h2o_iovec_init(H2O_STRLIT("chatcmpl-r1")),
-                        .model = h2o_iovec_init(H2O_STRLIT("gemini-2.0-flash")),
-                        .created = 1700000000,
-                        .include_usage = include_usage};
-    return c;
+    return xlate_ctx("chatcmpl-r1", "gemini-2.0-flash", include_usage);
 }
 
 static const char *respond(const char *body, dp_tokens_t *tk)
@@ -757,61 +701,43 @@ static void test_embeddings(void **state)
 
 static void test_map_error(void **state)
 {
-    dp_upstream_error_t e = {0};
     static const char exhausted[] = "{\n  \"error\": {\n    \"code\": 429,\n    \"message\": \"Resource exhausted. "
                                     "Please try again later.\",\n    \"status\": \"RESOURCE_EXHAUSTED\"\n  }\n}\n";
-    ops->map_error(429, exhausted, strlen(exhausted), &e);
-    assert_int_equal(e.status, 429);
-    assert_int_equal(e.pass_body, 0);
-    assert_string_equal(e.type, "rate_limit_error");
-    assert_string_equal(e.code, "rate_limit_exceeded");
-    assert_string_equal(e.message, "Resource exhausted. Please try again later.");
+    check_mapped(ops, 429, exhausted, 429, "rate_limit_error", "rate_limit_exceeded",
+                 "Resource exhausted. Please try again later.");
 
     static const char invalid[] = "{\"error\":{\"code\":400,\"message\":\"Please use a valid role: user, model.\","
                                   "\"status\":\"INVALID_ARGUMENT\"}}";
-    memset(&e, 0, sizeof(e));
-    ops->map_error(400, invalid, strlen(invalid), &e);
-    assert_int_equal(e.status, 400);
-    assert_string_equal(e.type, "invalid_request_error");
-    assert_string_equal(e.code, "invalid_argument");
-    assert_string_equal(e.message, "Please use a valid role: user, model.");
+    check_mapped(ops, 400, invalid, 400, "invalid_request_error", "invalid_argument",
+                 "Please use a valid role: user, model.");
 
     static const char unauth[] = "{\"error\":{\"code\":401,\"message\":\"Request had invalid authentication "
                                  "credentials.\",\"status\":\"UNAUTHENTICATED\"}}";
-    memset(&e, 0, sizeof(e));
-    ops->map_error(401, unauth, strlen(unauth), &e);
+    dp_upstream_error_t e = map_upstream_error(ops, 401, unauth);
     assert_int_equal(e.status, 502);
     assert_string_equal(e.code, "upstream_auth_failed");
-    memset(&e, 0, sizeof(e));
-    ops->map_error(403, unauth, strlen(unauth), &e);
+    e = map_upstream_error(ops, 403, unauth);
     assert_int_equal(e.status, 502);
 
     static const char unavailable[] = "{\"error\":{\"code\":503,\"message\":\"The service is currently "
                                       "unavailable.\",\"status\":\"UNAVAILABLE\"}}";
-    memset(&e, 0, sizeof(e));
-    ops->map_error(503, unavailable, strlen(unavailable), &e);
-    assert_int_equal(e.status, 503);
-    assert_string_equal(e.type, "api_error");
-    assert_string_equal(e.code, "service_unavailable");
-    assert_string_equal(e.message, "The service is currently unavailable.");
+    check_mapped(ops, 503, unavailable, 503, "api_error", "service_unavailable",
+                 "The service is currently unavailable.");
 
     static const char not_found[] = "{\"error\":{\"code\":404,\"message\":\"Publisher Model `x` not found.\","
                                     "\"status\":\"NOT_FOUND\"}}";
-    memset(&e, 0, sizeof(e));
-    ops->map_error(404, not_found, strlen(not_found), &e);
+    e = map_upstream_error(ops, 404, not_found);
     assert_int_equal(e.status, 404);
     assert_string_equal(e.code, "model_not_found");
 
-    memset(&e, 0, sizeof(e));
-    ops->map_error(502, "<html>bad gateway</html>", 24, &e);
+    e = map_upstream_error(ops, 502, "<html>bad gateway</html>");
     assert_int_equal(e.status, 502);
     assert_string_equal(e.message, "");
 
     /* Claude's own error body is Anthropic's */
     static const char overloaded[] = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":"
                                      "\"Overloaded\"}}";
-    memset(&e, 0, sizeof(e));
-    ops->map_error(529, overloaded, strlen(overloaded), &e);
+    e = map_upstream_error(ops, 529, overloaded);
     assert_int_equal(e.pass_body, 0);
     assert_true(e.status >= 500);
 }
@@ -821,10 +747,7 @@ static void test_map_error(void **state)
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 static uint64_t next_rand(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return xorshift64(&rng);
 }
 
 static char *mutate(const char *src, size_t *len)
