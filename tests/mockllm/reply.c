@@ -37,7 +37,8 @@ int mock_reply_init(void)
 
 h2o_iovec_t mock_reply_text(uint32_t n)
 {
-    return h2o_iovec_init(words_text, word_start[n] - 1);
+    /* no words (a stop sequence cut the reply before "mock"): empty */
+    return h2o_iovec_init(words_text, n == 0 ? 0 : word_start[n] - 1);
 }
 
 h2o_iovec_t mock_reply_token(uint32_t i)

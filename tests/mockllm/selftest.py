@@ -530,13 +530,17 @@ def test_anthropic_message_shape_and_usage(m):
     _, out, _ = m.json("POST", "/v1/messages", anthropic_body(stop_sequences=["word3"]), ANTHROPIC_HEADERS)
     assert out["stop_reason"] == "stop_sequence" and out["stop_sequence"] == "word3"
     assert out["content"][0]["text"] == "mock word1 word2" and out["usage"]["output_tokens"] == 3
+    # a stop sequence on the very first word: an empty reply, and the mock keeps serving
+    _, out, _ = m.json("POST", "/v1/messages", anthropic_body(stop_sequences=["mock"]), ANTHROPIC_HEADERS)
+    assert out["stop_reason"] == "stop_sequence" and out["usage"]["output_tokens"] == 0
+    assert out["content"][0]["text"] == ""
     system = [{"type": "text", "text": "a long cached system prompt", "cache_control": {"type": "ephemeral"}}]
     _, out, _ = m.json("POST", "/v1/messages", anthropic_body(system=system), ANTHROPIC_HEADERS)
     total = 3 + (4 + 5) + (4 + 3)
     assert out["usage"]["cache_read_input_tokens"] == total // 2
     assert out["usage"]["input_tokens"] == total - total // 2
     st = stats_of(m, "anthropic")
-    assert st["requests"] == 4 and st["cached_tokens"] == total // 2
+    assert st["requests"] == 5 and st["cached_tokens"] == total // 2
     status, out, _ = m.json("POST", "/v1/messages/count_tokens", anthropic_body(), ANTHROPIC_HEADERS)
     assert status == 200 and out == {"input_tokens": 16}
 
