@@ -142,7 +142,9 @@ def promtool(text):
 
 def request_lines(dp):
     lines = []
-    for line in dp.log_text().splitlines():
+    text = dp.log_text()
+    # only whole lines: the last one may still be being written
+    for line in text[:text.rfind("\n") + 1].splitlines():
         if '"module":"request"' not in line:
             continue
         lines.append(json.loads(line))
