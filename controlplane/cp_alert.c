@@ -25,9 +25,11 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-/* A model is prepared again after this long within its hour (reports that
- * arrive late for past hours), and at every pass while it is not ready (a
- * scope whose history is only arriving). */
+/* A model is prepared again after this long within its hour: reports that
+ * arrive late for past hours, and, for a scope without enough history yet
+ * (a young tenant), the history that has accrued or been imported since.
+ * Not at every pass: thousands of young tenants would have their histories
+ * read every minute. */
 #define MODEL_REFRESH_S 600
 /* Hours of history handed to the anomaly detector: six weeks and a day. */
 #define ANOMALY_HISTORY_HOURS (6 * CP_ANOMALY_WEEK_HOURS + 24)
@@ -522,7 +524,7 @@ typedef struct anomaly_scope {
 static int model_stale(const rctx_t *c, const anomaly_scope_t *sc, double now)
 {
     const model_entry_t *m = sc->m;
-    return m->hour_start != sc->hour_start || !m->model.ready || now - (double)m->prepared_at >= MODEL_REFRESH_S ||
+    return m->hour_start != sc->hour_start || now - (double)m->prepared_at >= MODEL_REFRESH_S ||
            m->sensitivity_micro != c->r->sensitivity_micro || m->min_hourly_nano != c->r->min_hourly_nano;
 }
 

@@ -319,6 +319,9 @@ def test_spend_spike_through_the_mock_fires_spend_anomaly_and_resolves(cluster, 
     quiet = ["beta", "NULL"] + [f"q{i:02d}" for i in range(30)]
     tenants = "tenants:\n- {id: beta, time_zone: Asia/Kolkata}\n- {id: 'NULL'}\n" + "".join(
         f"- {{id: {t}}}\n" for t in quiet[2:])
+    # the ledger holds three weeks before the rule exists (a model without
+    # enough history is only looked at again ten minutes later)
+    seed_hourly_baseline(cluster, ["acme_corp"] + quiet, 10, 21)
     secrets = cluster.apply(mock_provider_yaml(cluster.mock_port) + priced + tenants + key_yaml(100000) + f"""\
 alerts:
   sinks:
@@ -327,7 +330,6 @@ alerts:
   - {{name: runaway-spend, kind: spend_anomaly, scope: {{all_tenants: true}}, sensitivity: 3.0, min_hourly_usd: 5, sinks: [ops]}}
 """,
         env={"ALERT_HMAC_SECRET": HMAC_SECRET})
-    seed_hourly_baseline(cluster, ["acme_corp"] + quiet, 10, 21)
     dp = cluster.start_dataplane("dp-spike")
     cluster.wait_ready(dp)
     time.sleep(2.5)
