@@ -2,6 +2,9 @@
 #include "dp_retry.h"
 
 #include <string.h>
+#include <time.h>
+
+#include <h2o.h>
 
 uint32_t dp_retry_backoff_ms(uint32_t k, uint64_t r, uint32_t base_ms, uint32_t cap_ms)
 {
@@ -32,41 +35,18 @@ static int64_t digits(const char *v, size_t len, size_t *i, size_t *n)
     return *n > 0 ? x : -1;
 }
 
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* IMF-fixdate, the form RFC 9110 requires senders to use:
  * "Sun, 06 Nov 1994 08:49:37 GMT". Unix milliseconds, or -1. */
 static int64_t http_date_ms(const char *v, size_t len)
 {
-    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
-    if (len != 29 || v[3] != ',' || v[4] != ' ' || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' || v[19] != ':' ||
-        v[22] != ':' || v[25] != ' ' || memcmp(v + 26, "GMT", 3) != 0)
+    struct tm tm = {0};
+    if (len != H2O_TIMESTR_RFC1123_LEN || v[3] != ',' || v[4] != ' ' || v[7] != ' ' || v[11] != ' ' ||
+        v[16] != ' ' || v[19] != ':' || v[22] != ':' || memcmp(v + 25, " GMT", 4) != 0 ||
+        h2o_time_parse_rfc1123(v, len, &tm) != 0)
         return -1;
-    int64_t month = -1;
-    for (int m = 0; m < 12; m++)
-        if (memcmp(v + 8, months + 3 * m, 3) == 0)
-            month = m + 1;
-    size_t i, n;
-    int64_t f[5];
-    static const size_t at[5] = {5, 12, 17, 20, 23}, width[5] = {2, 4, 2, 2, 2};
-    for (int k = 0; k < 5; k++) {
-        i = at[k];
-        f[k] = digits(v, at[k] + width[k], &i, &n);
-        if (n != width[k])
-            return -1;
-    }
-    if (month < 0 || f[0] < 1 || f[0] > 31 || f[2] > 23 || f[3] > 59 || f[4] > 60)
+    if (tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
         return -1;
-    return ((days_from_civil(f[1], month, f[0]) * 24 + f[2]) * 60 + f[3]) * 60000 + f[4] * 1000;
+    return (int64_t)timegm(&tm) * 1000;
 }
 
 int64_t dp_retry_after_ms(const char *v, size_t len, int ms, int64_t now_unix_ms)
