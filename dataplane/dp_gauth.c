@@ -363,6 +363,16 @@ static h2o_iovec_t pool_dup(h2o_mem_pool_t *pool, const char *s, size_t n)
     return h2o_iovec_init(p, n);
 }
 
+/* The record of (provider, cred_id) in t, or NULL. Callers count
+ * themselves in g_readers around the call and their use of the record. */
+static trec_t *find_rec(table_t *t, const char *provider, const char *cred_id)
+{
+    for (size_t i = 0; t != NULL && i < t->n; i++)
+        if (strcmp(t->recs[i].provider, provider) == 0 && strcmp(t->recs[i].cred_id, cred_id) == 0)
+            return &t->recs[i];
+    return NULL;
+}
+
 int dp_gauth_token(h2o_mem_pool_t *pool, const char *provider, const char *cred_id, h2o_iovec_t *token,
                    h2o_iovec_t *project, const char **why)
 {
@@ -373,11 +383,8 @@ int dp_gauth_token(h2o_mem_pool_t *pool, const char *provider, const char *cred_
     *token = h2o_iovec_init(NULL, 0);
     *project = h2o_iovec_init("", 0);
     atomic_fetch_add_explicit(&g_readers, 1, memory_order_seq_cst);
-    table_t *t = atomic_load_explicit(&g_table, memory_order_seq_cst);
-    for (size_t i = 0; t != NULL && i < t->n; i++) {
-        const trec_t *r = &t->recs[i];
-        if (strcmp(r->provider, provider) != 0 || strcmp(r->cred_id, cred_id) != 0)
-            continue;
+    const trec_t *r = find_rec(atomic_load_explicit(&g_table, memory_order_seq_cst), provider, cred_id);
+    if (r != NULL) {
         *project = pool_dup(pool, r->project, strlen(r->project));
         if (r->token != NULL && atomic_load_explicit(&r->refused, memory_order_relaxed)) {
             reason = "the provider refused the access token; a new one is being fetched";
@@ -391,7 +398,6 @@ int dp_gauth_token(h2o_mem_pool_t *pool, const char *provider, const char *cred_
             if (why != NULL)
                 *why = pool_dup(pool, r->why, strlen(r->why)).base;
         }
-        break;
     }
     atomic_fetch_sub_explicit(&g_readers, 1, memory_order_release);
     if (rc != 0 && why != NULL && reason != NULL)
@@ -737,15 +743,10 @@ int dp_gauth_refused(const char *provider, const char *cred_id)
 {
     int renew = 0;
     atomic_fetch_add_explicit(&g_readers, 1, memory_order_seq_cst);
-    table_t *t = atomic_load_explicit(&g_table, memory_order_seq_cst);
-    for (size_t i = 0; t != NULL && i < t->n; i++) {
-        trec_t *r = &t->recs[i];
-        if (strcmp(r->provider, provider) == 0 && strcmp(r->cred_id, cred_id) == 0) {
-            renew = r->renew_on_refusal && r->token != NULL;
-            if (renew)
-                atomic_store_explicit(&r->refused, 1, memory_order_relaxed);
-            break;
-        }
+    trec_t *r = find_rec(atomic_load_explicit(&g_table, memory_order_seq_cst), provider, cred_id);
+    if (r != NULL && r->renew_on_refusal && r->token != NULL) {
+        renew = 1;
+        atomic_store_explicit(&r->refused, 1, memory_order_relaxed);
     }
     atomic_fetch_sub_explicit(&g_readers, 1, memory_order_release);
     if (renew)
